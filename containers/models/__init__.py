@@ -1,0 +1,3 @@
+from .images import Image, ImageTag
+
+__all__ = ["Image", "ImageTag"]
