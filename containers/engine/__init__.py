@@ -1,0 +1,1 @@
+"""The container engine: pure Python, no Django. See DESIGN.md for the parts."""
