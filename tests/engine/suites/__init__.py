@@ -1,0 +1,1 @@
+"""Conformance suites, written once and run over every snapshotter (containerd's testsuite)."""
