@@ -1,0 +1,5 @@
+import sys
+
+from containers.engine.runtime.cli import main
+
+sys.exit(main())

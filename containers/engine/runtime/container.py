@@ -1,0 +1,325 @@
+"""The native OCI runtime: create, start, state, kill, pause, resume, delete and exec of containers.
+
+One directory a container under the runtime's root (`--root`, like runc's /run/runc) holds its
+state.json and, between create and start, the exec fifo that init blocks on. The verbs follow the
+OCI runtime spec's lifecycle and refuse illegal moves with `InvalidStateTransition`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from containers.engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from containers.engine.linux.syscalls import Syscalls
+from containers.engine.runtime import init, seccomp, sync
+from containers.engine.runtime.cgroups import Manager, Resources, new_manager
+from containers.engine.runtime.state import State, Status, check_transition, process_start_time
+
+_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def _check_id(container_id: str) -> None:
+    if not container_id or not set(container_id) <= _ID_CHARS or container_id in (".", ".."):
+        raise InvalidArgument(f"invalid container id format: {container_id}")
+
+
+def load_spec(bundle: Path) -> dict[str, Any]:
+    try:
+        return json.loads((bundle / "config.json").read_text())
+    except FileNotFoundError:
+        raise NotFound(f"bundle {bundle}: config.json not found") from None
+    except json.JSONDecodeError as err:
+        raise InvalidArgument(f"bundle {bundle}: config.json: {err}") from err
+
+
+class NativeRuntime:
+    """Our OCI runtime. `root` holds one state directory a container."""
+
+    def __init__(self, root: Path, syscalls: Syscalls | None = None) -> None:
+        self.root = root
+        self.sys = syscalls or Syscalls()
+
+    def _dir(self, container_id: str) -> Path:
+        _check_id(container_id)
+        return self.root / container_id
+
+    def _cgroup(self, spec: Mapping[str, Any]) -> Manager:
+        return new_manager(spec.get("linux", {}).get("cgroupsPath", "").strip("/"))
+
+    #
+    # create and start
+    #
+
+    def create(
+        self,
+        container_id: str,
+        bundle: Path,
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        console_socket: socket.socket | None = None,
+        pid_file: Path | None = None,
+    ) -> State:
+        """Set up the container and leave its init waiting for `start`; return its state."""
+        directory = self._dir(container_id)
+        bundle = bundle.resolve()
+        spec = load_spec(bundle)
+        rootfs = os.path.join(bundle, spec["root"]["path"])
+        if not os.path.isdir(rootfs):
+            raise InvalidArgument(f"rootfs ({rootfs}) does not exist")
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            directory.mkdir(mode=0o711)
+        except FileExistsError:
+            raise AlreadyExists(f"container with id exists: {container_id}") from None
+        cgroup = self._cgroup(spec)
+        pid = 0
+        try:
+            fifo = directory / "exec.fifo"
+            os.mkfifo(fifo, 0o622)
+            cgroup.create()
+            cgroup.apply(Resources.from_oci(spec.get("linux", {}).get("resources", {})))
+            pid = self._spawn_init(spec, rootfs, fifo, cgroup, stdio, console_socket)
+            state = State(
+                id=container_id, pid=pid, bundle=str(bundle), rootfs=rootfs, cgroup=cgroup.path,
+                created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                start_time=process_start_time(pid) or 0, annotations=spec.get("annotations", {}),
+            )  # fmt: skip
+            state.save(directory / "state.json")
+        except BaseException:
+            if pid:
+                _kill_and_wait(pid)
+            cgroup.kill_all()
+            cgroup.destroy()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        if pid_file is not None:
+            pid_file.write_text(str(pid))
+        return state
+
+    def _spawn_init(
+        self,
+        spec: Mapping[str, Any],
+        rootfs: str,
+        fifo: Path,
+        cgroup: Manager,
+        stdio: tuple[int, int, int] | None,
+        console_socket: socket.socket | None,
+    ) -> int:
+        linux = spec.get("linux", {})
+        seccomp_filter = seccomp.compile_filter(linux["seccomp"]) if linux.get("seccomp") else None
+        parent, child = sync.channel_pair()
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+
+        def stage2() -> None:
+            init.container_init(spec, rootfs, child, fifo_fd, console_socket, seccomp_filter, self.sys)
+
+        def stage1() -> None:
+            _use_stdio(stdio)
+            cgroup.add(os.getpid())
+            init.enter_namespaces(linux.get("namespaces", []), self.sys)
+            pid = os.fork()
+            if pid == 0:
+                init.run_child(child, stage2)
+            sync.send(child, {"type": "pid", "pid": pid})
+
+        return _fork_and_sync(parent, child, stage1, closing=[fifo_fd])
+
+    def start(self, container_id: str) -> None:
+        """Let the created container's init exec the user's process."""
+        state = self.state(container_id)
+        check_transition(state.status, "start")
+        fifo = self._dir(container_id) / "exec.fifo"
+        # Non-blocking, so that an init that died after create cannot hang us on open (fifo(7)).
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            data = _read_fifo(fd, state.pid)
+        finally:
+            os.close(fd)
+        fifo.unlink(missing_ok=True)
+        if not data:
+            raise FailedPrecondition(f"container {container_id}: init exited before start")
+
+    #
+    # state and signals
+    #
+
+    def state(self, container_id: str) -> State:
+        directory = self._dir(container_id)
+        try:
+            state = State.load(directory / "state.json")
+        except FileNotFoundError:
+            raise NotFound(f"container {container_id} does not exist") from None
+        state.status = self._status(state, directory)
+        return state
+
+    def _status(self, state: State, directory: Path) -> Status:
+        if process_start_time(state.pid) != state.start_time:
+            return Status.STOPPED
+        if (directory / "exec.fifo").exists():
+            return Status.CREATED
+        if new_manager(state.cgroup).frozen():
+            return Status.PAUSED
+        return Status.RUNNING
+
+    def list(self) -> list[State]:
+        if not self.root.exists():
+            return []
+        return [self.state(d.name) for d in sorted(self.root.iterdir()) if (d / "state.json").exists()]
+
+    def kill(self, container_id: str, sig: int = signal.SIGTERM, all_processes: bool = False) -> None:
+        state = self.state(container_id)
+        if state.status is Status.STOPPED:
+            raise FailedPrecondition("container not running")
+        if all_processes:
+            new_manager(state.cgroup).kill_all(sig)
+        else:
+            os.kill(state.pid, sig)
+
+    def pause(self, container_id: str) -> None:
+        state = self.state(container_id)
+        check_transition(state.status, "pause")
+        new_manager(state.cgroup).freeze()
+
+    def resume(self, container_id: str) -> None:
+        state = self.state(container_id)
+        check_transition(state.status, "resume")
+        new_manager(state.cgroup).thaw()
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        """Remove a stopped (or, with force, any) container's cgroup and state."""
+        state = self.state(container_id)
+        if state.status in (Status.RUNNING, Status.PAUSED) and not force:
+            raise FailedPrecondition(f"cannot delete container {container_id} that is not stopped: {state.status}")
+        cgroup = new_manager(state.cgroup)
+        if state.status is not Status.STOPPED:
+            if state.status is Status.PAUSED:
+                cgroup.thaw()
+            cgroup.kill_all(signal.SIGKILL)
+            _wait_gone(state.pid, state.start_time)
+        cgroup.destroy()
+        shutil.rmtree(self._dir(container_id), ignore_errors=True)
+
+    #
+    # exec
+    #
+
+    def exec(
+        self,
+        container_id: str,
+        process: Mapping[str, Any],
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        console_socket: socket.socket | None = None,
+        pid_file: Path | None = None,
+    ) -> int:
+        """Start another process in a running container's namespaces and cgroup; return its pid."""
+        state = self.state(container_id)
+        check_transition(state.status, "exec")
+        spec = load_spec(Path(state.bundle))
+        linux = spec.get("linux", {})
+        process = {**spec["process"], **process}
+        seccomp_filter = seccomp.compile_filter(linux["seccomp"]) if linux.get("seccomp") else None
+        types = [ns["type"] for ns in linux.get("namespaces", [])]
+        cgroup = new_manager(state.cgroup)
+        parent, child = sync.channel_pair()
+
+        def stage2() -> None:
+            os.setsid()
+            if process.get("terminal"):
+                master, slave, slave_path = init.open_console("/dev/pts")
+                if console_socket is None:
+                    raise ValueError("process.terminal is set but no console socket was given")
+                sync.send_fd(console_socket, slave_path, master)
+                os.close(master)
+                init.use_console(slave)
+            path = init.lookup_executable(process["args"], process.get("env", []))
+            sync.send(child, {"type": "ready"})
+            init.finalize_and_exec(process, path, seccomp_filter)
+
+        def stage1() -> None:
+            _use_stdio(stdio)
+            cgroup.add(os.getpid())
+            init.join_container_namespaces(state.pid, types, self.sys)
+            pid = os.fork()
+            if pid == 0:
+                init.run_child(child, stage2)
+            sync.send(child, {"type": "pid", "pid": pid})
+
+        pid = _fork_and_sync(parent, child, stage1, closing=[])
+        if pid_file is not None:
+            pid_file.write_text(str(pid))
+        return pid
+
+
+def _use_stdio(stdio: tuple[int, int, int] | None) -> None:
+    if stdio is not None:
+        for target, fd in enumerate(stdio):
+            if fd != target:
+                os.dup2(fd, target)
+
+
+def _fork_and_sync(parent: socket.socket, child: socket.socket, stage1: Any, closing: list[int]) -> int:
+    """Fork stage 1, collect the container process's pid, and wait until it is ready; return the pid."""
+    first = os.fork()
+    if first == 0:
+        parent.close()
+        init.run_child(child, stage1)
+    child.close()
+    for fd in closing:
+        os.close(fd)
+    pid = 0
+    try:
+        _, status = os.waitpid(first, 0)
+        message, fds = sync.recv(parent)
+        if message is None or message.get("type") != "pid":
+            raise sync.SyncError((message or {}).get("message") or f"runtime stage 1 failed (status {status})")
+        pid = message["pid"]
+        sync.expect(parent, "ready")
+        return pid
+    except BaseException:
+        if pid:
+            _kill_and_wait(pid)
+        raise
+    finally:
+        parent.close()
+
+
+def _read_fifo(fd: int, pid: int) -> bytes:
+    start = process_start_time(pid)
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            return os.read(fd, 1)
+        if start is None or process_start_time(pid) != start:
+            return b""
+
+
+def _kill_and_wait(pid: int) -> None:
+    start = process_start_time(pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _wait_gone(pid, start or 0)
+
+
+def _wait_gone(pid: int, start_time: int, timeout: float = 10.0) -> None:
+    """Wait until `pid` has exited (reaped by its parent or a zombie), as a subreaper would see it."""
+    deadline = time.monotonic() + timeout
+    while process_start_time(pid) == start_time and time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.005)

@@ -1,0 +1,90 @@
+"""Container state as the OCI runtime spec defines it, kept in `<runtime root>/<id>/state.json`."""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from containers.engine.errors import InvalidStateTransition
+
+
+class Status(enum.StrEnum):
+    """The OCI states, plus `paused` as runc reports a frozen container."""
+
+    CREATING = "creating"
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+# Which verbs each state allows (runc state_linux.go; youki state.rs `can_*`).
+TRANSITIONS: dict[str, set[Status]] = {
+    "start": {Status.CREATED},
+    "kill": {Status.CREATED, Status.RUNNING, Status.PAUSED},
+    "pause": {Status.RUNNING},
+    "resume": {Status.PAUSED},
+    "delete": {Status.STOPPED, Status.CREATED},
+    "exec": {Status.RUNNING},
+}
+
+
+def check_transition(status: Status, verb: str) -> None:
+    """Raise InvalidStateTransition unless `verb` is allowed in `status`."""
+    if status not in TRANSITIONS[verb]:
+        raise InvalidStateTransition(status.value, verb)
+
+
+@dataclass
+class State:
+    """What `state` prints, plus what the runtime needs to find the process again safely."""
+
+    id: str
+    pid: int
+    bundle: str
+    status: Status = Status.CREATED
+    created: str = ""
+    rootfs: str = ""
+    cgroup: str = ""
+    # The process start time (field 22 of /proc/<pid>/stat) tells our pid from a reused one.
+    start_time: int = 0
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def to_oci(self) -> dict[str, Any]:
+        return {
+            "ociVersion": "1.0.2",
+            "id": self.id,
+            "status": self.status.value,
+            "pid": self.pid if self.status is not Status.STOPPED else 0,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "annotations": self.annotations,
+        }
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        data = json.loads(path.read_text())
+        data["status"] = Status(data["status"])
+        return cls(**data)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Return the start time of `pid` in clock ticks since boot, or None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
