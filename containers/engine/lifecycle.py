@@ -1,0 +1,842 @@
+"""The container lifecycle with `docker run`'s options: create, start, stop, kill, wait, remove, ...
+
+A container is a directory `<root>/containers/<id>/` holding its record (`container.json`: the
+Docker-shaped Config and HostConfig it was created with, merged with its image's defaults as
+Docker merges them), its OCI bundle (`config.json`, `rootfs/` where its snapshot is mounted while
+it runs), the files bind-mounted as /etc/hostname, /etc/hosts and /etc/resolv.conf, its json-file
+log and, while it runs, its monitor's socket and status (see shim/monitor.py).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from containers.engine.config import EngineConfig
+from containers.engine.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from containers.engine.images.store import Image, ImageStore
+from containers.engine.network.netns import remove_netns
+from containers.engine.runtime import capabilities as caps
+from containers.engine.runtime import seccomp
+from containers.engine.runtime import spec as oci
+from containers.engine.runtime.cgroups import new_manager
+from containers.engine.runtime.container import NativeRuntime
+from containers.engine.runtime.state import Status as RuntimeStatus
+from containers.engine.runtime.state import process_start_time
+from containers.engine.runtime.user import resolve_user
+from containers.engine.shim import client as shim_client
+from containers.engine.shim.client import ShimServer
+from containers.engine.shim.logfile import format_time
+from containers.engine.shim.monitor import MANUAL_STOP
+from containers.engine.shim.monitor import Config as MonitorConfig
+from containers.engine.snapshots.base import Snapshotter
+from containers.engine.snapshots.mount import is_mounted, mount_all, unmount
+
+IMAGE_LABEL = "webengine.image"
+RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+HOSTS = """127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+fe00::0\tip6-localnet
+ff00::0\tip6-mcastprefix
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+"""
+
+
+class ContainerNotFound(NotFound):
+    """No container has that ID, unique ID prefix or name. Moby's wording: `No such container: x`."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"No such container: {ref}")
+
+
+@dataclass
+class Record:
+    """What `container.json` holds: the container as created (Docker's field names inside the dicts)."""
+
+    id: str
+    name: str
+    created: str
+    image: str
+    image_ref: str
+    path: str
+    args: list[str]
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class State:
+    """A container's state as `docker inspect` shows it (`State`)."""
+
+    status: str  # created | running | paused | restarting | exited | dead
+    running: bool
+    paused: bool
+    restarting: bool
+    oom_killed: bool
+    pid: int
+    exit_code: int
+    error: str
+    started_at: str
+    finished_at: str
+    restart_count: int = 0
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _now() -> str:
+    return format_time(time.time_ns())
+
+
+def merge_config(image: Image, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Combine a create request's Config with the image's defaults, as Docker does."""
+    defaults = image.config.config
+    merged = dict(config)
+    env: dict[str, str] = {}
+    for item in [*(defaults.env or ()), *(config.get("Env") or [])]:
+        env[item.split("=", 1)[0]] = item
+    if not any(k == "PATH" for k in env):
+        env = {"PATH": oci.DEFAULT_PATH, **env}
+    merged["Env"] = list(env.values())
+    entrypoint = config.get("Entrypoint")
+    if entrypoint is None:
+        merged["Entrypoint"] = list(defaults.entrypoint) if defaults.entrypoint else None
+        if not config.get("Cmd"):
+            merged["Cmd"] = list(defaults.cmd) if defaults.cmd else None
+    else:
+        # An explicit entrypoint (even `--entrypoint ""`) drops the image's Cmd, as Docker does.
+        merged["Entrypoint"] = [e for e in entrypoint if e] or None
+        merged["Cmd"] = config.get("Cmd") or None
+    merged["WorkingDir"] = config.get("WorkingDir") or defaults.working_dir or ""
+    merged["User"] = config.get("User") or defaults.user or ""
+    merged["Labels"] = {**defaults.labels, **(config.get("Labels") or {})}
+    merged["StopSignal"] = config.get("StopSignal") or defaults.stop_signal or "SIGTERM"
+    merged["ExposedPorts"] = {**{p: {} for p in defaults.exposed_ports}, **(config.get("ExposedPorts") or {})}
+    merged["Volumes"] = {**{v: {} for v in defaults.volumes}, **(config.get("Volumes") or {})}
+    merged["Image"] = config.get("Image", "")
+    for key in ("Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr"):
+        merged[key] = bool(config.get(key, False))
+    return merged
+
+
+def parse_signal(value: str | int) -> int:
+    """Return a signal number for `SIGTERM`, `TERM`, `15`; InvalidArgument otherwise."""
+    text = str(value).strip().upper()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text if text.startswith("SIG") else "SIG" + text
+        if hasattr(signal, name) and isinstance(getattr(signal, name), signal.Signals):
+            return int(getattr(signal, name))
+    raise InvalidArgument(f"Invalid signal: {value}")
+
+
+def _check_name(name: str) -> str:
+    name = name.lstrip("/")
+    if not name or name[0] not in _NAME_CHARS - set("_.-") or not set(name) <= _NAME_CHARS:
+        raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name
+
+
+class Containers:
+    """Create and run containers from the image store, each supervised by a monitor."""
+
+    def __init__(self, config: EngineConfig, images: ImageStore, snapshotter: Snapshotter) -> None:
+        self.config = config
+        self.images = images
+        self.snapshotter = snapshotter
+        self.cgroup_parent = config.cgroup_parent
+        self.root = config.containers_root
+        self.runtime = NativeRuntime(config.root / "run" / "runtime")
+        self.shim = ShimServer(config.root / "run" / "shim.sock", config.root / "shim.log")
+
+    #
+    # records and lookup
+    #
+
+    def _dir(self, container_id: str) -> Path:
+        return self.root / container_id
+
+    def _load(self, container_id: str) -> Record:
+        try:
+            return Record(**json.loads((self._dir(container_id) / "container.json").read_text()))
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+
+    def _save(self, record: Record) -> None:
+        path = self._dir(record.id) / "container.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record)))
+        os.replace(tmp, path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        with open(self.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _records(self) -> list[Record]:
+        if not self.root.exists():
+            return []
+        records = []
+        for entry in self.root.iterdir():
+            try:
+                records.append(Record(**json.loads((entry / "container.json").read_text())))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return records
+
+    def resolve(self, ref: str) -> str:
+        """Return the ID for a full ID, a name (with or without `/`) or a unique ID prefix."""
+        if len(ref) == 64 and (self._dir(ref) / "container.json").exists():
+            return ref
+        records = self._records()
+        name = ref.lstrip("/")
+        for record in records:
+            if record.name == name:
+                return record.id
+        matches = [r.id for r in records if ref and r.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise ContainerNotFound(ref)
+
+    def get(self, ref: str) -> Record:
+        return self._load(self.resolve(ref))
+
+    def list(self) -> list[Record]:
+        return sorted(self._records(), key=lambda r: r.created, reverse=True)
+
+    #
+    # create
+    #
+
+    def create(self, config: Mapping[str, Any], host_config: Mapping[str, Any] | None = None, name: str = "") -> Record:
+        """Create a container from `config["Image"]` with Docker's create semantics; return its record."""
+        host_config = dict(host_config or {})
+        self._validate_host_config(host_config)
+        image = self.images.get(config.get("Image") or "")
+        merged = merge_config(image, config)
+        command = [*(merged["Entrypoint"] or []), *(merged["Cmd"] or [])]
+        if not command:
+            raise InvalidArgument("no command specified")
+        container_id = secrets.token_hex(32)
+        merged["Hostname"] = config.get("Hostname") or container_id[:12]
+        parent = self.images.unpack(image)
+        with self._locked():
+            wanted = _check_name(name) if name else self._generate_name()
+            for record in self._records():
+                if record.name == wanted:
+                    raise AlreadyExists(
+                        f'Conflict. The container name "/{wanted}" is already in use by container "{record.id}". '
+                        "You have to remove (or rename) that container to be able to reuse that name."
+                    )
+            directory = self._dir(container_id)
+            directory.mkdir(mode=0o711)
+            try:
+                self.snapshotter.prepare(container_id, parent, labels={IMAGE_LABEL: image.id})
+                (directory / "rootfs").mkdir()
+                record = Record(
+                    id=container_id, name=wanted, created=_now(), image=image.id,
+                    image_ref=config.get("Image") or image.id, path=command[0], args=command[1:],
+                    config=merged, host_config=host_config,
+                )  # fmt: skip
+                self._save(record)
+            except BaseException:
+                self._discard(container_id)
+                raise
+        return record
+
+    def _generate_name(self) -> str:
+        taken = {r.name for r in self._records()}
+        adjectives = ["brave", "calm", "eager", "fond", "keen", "quirky", "sharp", "swift", "vivid", "wise"]
+        nouns = ["turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "liskov", "wirth", "kay"]
+        while True:
+            candidate = f"{secrets.choice(adjectives)}_{secrets.choice(nouns)}"
+            if candidate not in taken:
+                return candidate
+            candidate += str(secrets.randbelow(100))
+            if candidate not in taken:
+                return candidate
+
+    @staticmethod
+    def _validate_host_config(host_config: Mapping[str, Any]) -> None:
+        policy = (host_config.get("RestartPolicy") or {}).get("Name", "")
+        if policy not in RESTART_POLICIES:
+            raise InvalidArgument(f"invalid restart policy '{policy}'")
+        if policy not in ("", "no") and host_config.get("AutoRemove"):
+            raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+        mode = host_config.get("NetworkMode") or "default"
+        if mode not in ("default", "bridge", "none", "host"):
+            raise InvalidArgument(f"network {mode} not found: named networks come with the networking issue")
+        if host_config.get("PortBindings") and any(host_config["PortBindings"].values()):
+            raise InvalidArgument("publishing ports (-p) comes with the networking issue and is not supported yet")
+        for bind in host_config.get("Binds") or []:
+            parts = bind.split(":")
+            if len(parts) < 2 or not parts[0].startswith("/"):
+                raise InvalidArgument(
+                    f"invalid bind mount {bind!r}: named volumes are not supported yet; use /host/path:/path"
+                )
+            if not parts[1].startswith("/"):
+                raise InvalidArgument(f"invalid mount config: the mount destination {parts[1]!r} is not absolute")
+        memory = int(host_config.get("Memory") or 0)
+        if memory and memory < 6 * 1024 * 1024:
+            raise InvalidArgument("Minimum memory limit allowed is 6MB")
+        swap = int(host_config.get("MemorySwap") or 0)
+        if swap > 0 and memory and swap < memory:
+            raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+
+    #
+    # start
+    #
+
+    def start(self, ref: str, attach: dict[str, bool] | None = None) -> shim_client.Stream | None:
+        """Start a created or exited container; FailedPrecondition if it is running already.
+
+        With `attach` ({"stdin", "stdout", "stderr"}), return a stream attached from the first byte.
+        """
+        record = self.get(ref)
+        directory = self._dir(record.id)
+        state = self.state(record.id)
+        if state.running or state.restarting:
+            raise FailedPrecondition(f"container {record.id} is already running")
+        rootfs = directory / "rootfs"
+        if not is_mounted(rootfs):
+            mount_all(self.snapshotter.mounts(record.id), rootfs)
+        try:
+            spec = self._spec(record, str(rootfs))
+            (directory / "config.json").write_text(json.dumps(spec))
+            (directory / MANUAL_STOP).unlink(missing_ok=True)
+            (directory / "monitor.json").unlink(missing_ok=True)
+            answer = self.shim.spawn(self._monitor_config(record), attach)
+        except BaseException:
+            unmount(rootfs)
+            raise
+        if isinstance(answer, shim_client.Stream):
+            return answer
+        if "error" in answer:
+            raise FailedPrecondition(answer["error"])
+        return None
+
+    def _monitor_config(self, record: Record) -> MonitorConfig:
+        directory = self._dir(record.id)
+        cfg, hc = record.config, record.host_config
+        policy = hc.get("RestartPolicy") or {}
+        log = (hc.get("LogConfig") or {}).get("Config") or {}
+        size = cfg.get("ConsoleSize") or hc.get("ConsoleSize") or []
+        return MonitorConfig(
+            id=record.id, bundle=str(directory), runtime_root=str(self.runtime.root), state_dir=str(directory),
+            log_path=str(directory / f"{record.id}-json.log"), rootfs=str(directory / "rootfs"),
+            tty=bool(cfg.get("Tty")), open_stdin=bool(cfg.get("OpenStdin")), stdin_once=bool(cfg.get("StdinOnce")),
+            console_size=[int(x) for x in size if x] if len(size) == 2 and all(size) else [],
+            log_max_size=_parse_size(log.get("max-size", "20m")), log_max_files=int(log.get("max-file", 5)),
+            restart_policy=policy.get("Name", "no") or "no", restart_max=int(policy.get("MaximumRetryCount") or 0),
+            netns=str(directory / "netns") if self._own_network(record) else "",
+            auto_remove=bool(hc.get("AutoRemove")), snapshotter=self.config.snapshotter,
+            snapshots_root=str(self.config.snapshots_root),
+        )  # fmt: skip
+
+    @staticmethod
+    def _own_network(record: Record) -> bool:
+        return (record.host_config.get("NetworkMode") or "default") != "host"
+
+    def _spec(self, record: Record, rootfs: str) -> dict[str, Any]:
+        cfg, hc = record.config, record.host_config
+        directory = self._dir(record.id)
+        user = resolve_user(rootfs, cfg.get("User") or "")
+        env = list(cfg.get("Env") or [])
+        if not any(item.startswith("HOME=") for item in env):
+            env.append(f"HOME={user.home or '/'}")
+        self._write_etc_files(record)
+        mounts = [
+            oci.Bind(str(directory / name), f"/etc/{name}", extra=()).to_oci()
+            for name in ("hostname", "hosts", "resolv.conf")
+        ]
+        mounts += [_bind(b) for b in hc.get("Binds") or []]
+        mounts += [_tmpfs(path, options) for path, options in (hc.get("Tmpfs") or {}).items()]
+        capability_set = _capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [])
+        opts = [
+            oci.with_process_args([record.path, *record.args]),
+            oci.with_env(env),
+            oci.with_cwd(cfg.get("WorkingDir") or "/"),
+            oci.with_user(user.uid, user.gid, user.additional_gids),
+            oci.with_hostname(cfg.get("Hostname") or record.id[:12]),
+            oci.with_terminal(bool(cfg.get("Tty"))),
+            oci.with_rootfs(rootfs),
+            oci.with_readonly_rootfs(bool(hc.get("ReadonlyRootfs"))),
+            oci.with_mounts(mounts),
+            oci.with_cgroups_path(f"{self.cgroup_parent}/{record.id}"),
+            oci.with_capabilities(capability_set),
+            oci.with_resources(**_resources(hc)),
+            oci.with_annotations({"org.opencontainers.image.ref.name": record.image_ref}),
+        ]
+        if hc.get("OomScoreAdj"):
+            opts.append(oci.with_oom_score_adj(int(hc["OomScoreAdj"])))
+        if hc.get("Ulimits"):
+            opts.append(oci.with_rlimits([_rlimit(u) for u in hc["Ulimits"]]))
+        if "seccomp=unconfined" not in (hc.get("SecurityOpt") or []):
+            opts.append(oci.with_seccomp(seccomp.docker_default(capability_set)))
+        if self._own_network(record):
+            opts.append(oci.with_namespace_path("network", str(directory / "netns")))
+        else:
+            opts.append(oci.with_host_network())
+        return oci.build_spec(record.id, *opts)
+
+    def _write_etc_files(self, record: Record) -> None:
+        directory = self._dir(record.id)
+        hostname = record.config.get("Hostname") or record.id[:12]
+        (directory / "hostname").write_text(hostname + "\n")
+        if self._own_network(record):
+            (directory / "hosts").write_text(HOSTS)
+            lines = _host_file("/etc/resolv.conf").splitlines()
+            kept = [ln for ln in lines if not (ln.startswith("nameserver") and _is_loopback(ln.split()[1:2]))]
+            (directory / "resolv.conf").write_text("\n".join(kept) + "\n")
+        else:
+            (directory / "hosts").write_text(_host_file("/etc/hosts"))
+            (directory / "resolv.conf").write_text(_host_file("/etc/resolv.conf"))
+
+    #
+    # state
+    #
+
+    def _monitor(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self._dir(container_id) / "monitor.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def state(self, ref: str) -> State:
+        record_id = self.resolve(ref)
+        monitor = self._monitor(record_id)
+        if monitor is None:
+            return State("created", False, False, False, False, 0, 0, "", ZERO_TIME, ZERO_TIME)
+        status = monitor["status"]
+        if status == "running" and not _alive(monitor["monitor_pid"]):
+            status = "dead"
+        paused = False
+        if status == "running":
+            try:
+                paused = self.runtime.state(record_id).status is RuntimeStatus.PAUSED
+            except NotFound:
+                status = "exited"
+        running = status in ("running",)
+        return State(
+            status="paused" if paused else status, running=running, paused=paused,
+            restarting=status == "restarting", oom_killed=bool(monitor.get("oom_killed")),
+            pid=monitor["pid"] if running else 0, exit_code=int(monitor.get("exit_code", 0)),
+            error=monitor.get("error", ""), started_at=monitor.get("started_at") or ZERO_TIME,
+            finished_at=monitor.get("finished_at") or ZERO_TIME, restart_count=int(monitor.get("restart_count", 0)),
+        )  # fmt: skip
+
+    def wait(self, ref: str, timeout: float | None = None) -> State:
+        """Block until the container is not running (nor restarting); return its state."""
+        record_id = self.resolve(ref)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        socket_path = self._dir(record_id) / "monitor.sock"
+        while True:
+            state = self.state(record_id)
+            if not (state.running or state.restarting or state.paused):
+                return state
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if remaining == 0.0:
+                return state
+            try:
+                _, sock = shim_client.request(socket_path, {"op": "wait"}, timeout=remaining)
+                with sock:
+                    shim_client.read_line(sock)
+            except (OSError, ValueError, ConnectionError):
+                time.sleep(0.01)
+
+    #
+    # signals and stop
+    #
+
+    def kill(self, ref: str, sig: str | int = "SIGKILL") -> None:
+        record = self.get(ref)
+        number = parse_signal(sig)
+        state = self.state(record.id)
+        if not state.running and not state.paused:
+            raise Conflict(f"Cannot kill container: {record.id}: container {record.id} is not running")
+        (self._dir(record.id) / MANUAL_STOP).touch()
+        if state.paused and number == signal.SIGKILL:
+            self.runtime.kill(record.id, number, all_processes=True)
+        else:
+            self.runtime.kill(record.id, number)
+
+    def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> bool:
+        """Stop with the stop signal, then SIGKILL after the timeout; False if it was not running."""
+        record = self.get(ref)
+        state = self.state(record.id)
+        directory = self._dir(record.id)
+        if not (state.running or state.paused or state.restarting):
+            return False
+        (directory / MANUAL_STOP).touch()
+        if state.restarting:
+            self.wait(record.id, timeout=30)
+            return True
+        if timeout is None:
+            timeout = int(record.config.get("StopTimeout") or 10)
+        number = parse_signal(sig or record.config.get("StopSignal") or "SIGTERM")
+        if state.paused:
+            self.runtime.resume(record.id)
+        try:
+            self.runtime.kill(record.id, number)
+        except (NotFound, FailedPrecondition):
+            pass
+        if timeout < 0 or not self.wait(record.id, timeout=timeout).running:
+            return True
+        try:
+            self.runtime.kill(record.id, signal.SIGKILL, all_processes=True)
+        except (NotFound, FailedPrecondition):
+            pass
+        self.wait(record.id, timeout=30)
+        return True
+
+    def restart(self, ref: str, timeout: int | None = None) -> None:
+        self.stop(ref, timeout)
+        self.start(ref)
+
+    def pause(self, ref: str) -> None:
+        record = self.get(ref)
+        state = self.state(record.id)
+        if not state.running:
+            raise Conflict(f"Container {record.id} is not running")
+        if state.paused:
+            raise Conflict(f"Container {record.id} is already paused")
+        self.runtime.pause(record.id)
+
+    def unpause(self, ref: str) -> None:
+        record = self.get(ref)
+        if not self.state(record.id).paused:
+            raise Conflict(f"Container {record.id} is not paused")
+        self.runtime.resume(record.id)
+
+    #
+    # remove and rename
+    #
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        record = self.get(ref)
+        state = self.state(record.id)
+        if (state.running or state.paused or state.restarting) and not force:
+            raise Conflict(
+                f'cannot remove container "/{record.name}": container is {state.status}: '
+                "stop the container before removing or force remove"
+            )
+        if state.running or state.paused or state.restarting:
+            (self._dir(record.id) / MANUAL_STOP).touch()
+            if state.paused:
+                self.runtime.resume(record.id)
+            try:
+                self.runtime.kill(record.id, signal.SIGKILL, all_processes=True)
+            except (NotFound, FailedPrecondition):
+                pass
+            self.wait(record.id, timeout=30)
+        with self._locked():
+            self._discard(record.id)
+
+    def _discard(self, container_id: str) -> None:
+        directory = self._dir(container_id)
+        monitor = self._monitor(container_id)
+        if monitor is not None:
+            _wait_exit(monitor["monitor_pid"])
+        unmount(directory / "rootfs")
+        try:
+            self.snapshotter.remove(container_id)
+        except NotFound:
+            pass
+        try:
+            self.runtime.delete(container_id, force=True)
+        except NotFound:
+            pass
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def rename(self, ref: str, new_name: str) -> None:
+        with self._locked():
+            record = self.get(ref)
+            wanted = _check_name(new_name)
+            if wanted == record.name:
+                raise InvalidArgument(f"Renaming a container with the same name as its current name: {wanted}")
+            for other in self._records():
+                if other.name == wanted:
+                    raise AlreadyExists(
+                        f'Conflict. The container name "/{wanted}" is already in use by container "{other.id}". '
+                        "You have to remove (or rename) that container to be able to reuse that name."
+                    )
+            record.name = wanted
+            self._save(record)
+
+    #
+    # exec and attach
+    #
+
+    def exec(
+        self,
+        ref: str,
+        cmd: list[str],
+        *,
+        user: str = "",
+        env: list[str] | None = None,
+        workdir: str = "",
+        tty: bool = False,
+        stdin: bool = False,
+        detach: bool = False,
+        console_size: list[int] | None = None,
+        exec_id: str = "",
+    ) -> shim_client.Stream:
+        """Start `cmd` in the running container; return the stream of its stdio (closed at once with detach)."""
+        record = self.get(ref)
+        state = self.state(record.id)
+        if not state.running or state.paused:
+            status = "paused" if state.paused else "not running"
+            raise Conflict(f"container {record.id} is {status}")
+        if not cmd:
+            raise InvalidArgument("no command specified")
+        directory = self._dir(record.id)
+        who = resolve_user(str(directory / "rootfs"), user or record.config.get("User") or "")
+        merged = list(record.config.get("Env") or []) + list(env or [])
+        if not any(item.startswith("HOME=") for item in merged):
+            merged.append(f"HOME={who.home or '/'}")
+        process: dict[str, Any] = {
+            "args": list(cmd),
+            "env": merged,
+            "cwd": workdir or record.config.get("WorkingDir") or "/",
+            "user": {"uid": who.uid, "gid": who.gid, "additionalGids": list(who.additional_gids)},
+            "terminal": tty,
+        }
+        request = {
+            "op": "exec", "process": process, "stdin": stdin, "detach": detach,
+            "console_size": console_size or [], "exec_id": exec_id,
+        }  # fmt: skip
+        reply, sock = shim_client.request(directory / "monitor.sock", request, timeout=None)
+        if "error" in reply:
+            sock.close()
+            raise FailedPrecondition(reply["error"])
+        return shim_client.Stream(sock, reply)
+
+    def attach(self, ref: str, *, stdin: bool = False, stdout: bool = True, stderr: bool = True) -> shim_client.Stream:
+        """Attach to the running container's stdio (its output from now on)."""
+        record = self.get(ref)
+        request = {"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}
+        reply, sock = shim_client.request(self._dir(record.id) / "monitor.sock", request, timeout=None)
+        if "error" in reply:
+            sock.close()
+            raise Conflict(f"container {record.id}: {reply['error']}")
+        return shim_client.Stream(sock, reply)
+
+    def resize(self, ref: str, height: int, width: int) -> None:
+        record = self.get(ref)
+        request = {"op": "resize", "h": height, "w": width}
+        reply, sock = shim_client.request(self._dir(record.id) / "monitor.sock", request)
+        sock.close()
+        if "error" in reply:
+            raise Conflict(f"container {record.id}: {reply['error']}")
+
+    #
+    # reconcile
+    #
+
+    def reconcile(self) -> list[str]:
+        """Repair what happened while nobody watched; return what was done, a line each.
+
+        Run when a node agent starts. A monitor that died leaves its container unsupervised
+        (killed here, as nothing owns its stdio any more) or already gone (after a reboot); then
+        the container is marked exited, its mounts, network namespace and cgroup are released,
+        and `always` / `unless-stopped` (unless stopped by hand) start it again. Mounts and
+        cgroups that belong to no running container are removed.
+        """
+        done = []
+        for record in self._records():
+            monitor = self._monitor(record.id)
+            if monitor is None or monitor["status"] not in ("running", "restarting"):
+                continue
+            if _alive(monitor["monitor_pid"]):
+                continue
+            done += self._recover(record, monitor)
+        done += self._release_orphans()
+        return done
+
+    def _recover(self, record: Record, monitor: dict[str, Any]) -> list[str]:
+        directory = self._dir(record.id)
+        done = []
+        if monitor.get("pid") and _alive(monitor["pid"]):
+            try:
+                self.runtime.kill(record.id, signal.SIGKILL, all_processes=True)
+            except (NotFound, FailedPrecondition):
+                pass
+            _wait_exit(monitor["pid"])
+            done.append(f"killed unsupervised container {record.id[:12]}")
+        try:
+            self.runtime.delete(record.id, force=True)
+        except NotFound:
+            pass
+        unmount(directory / "rootfs")
+        remove_netns(directory / "netns")
+        monitor.update(status="exited", exit_code=monitor.get("exit_code") or 255, finished_at=_now())
+        monitor["error"] = "the container's monitor exited while it ran"
+        (directory / "monitor.json").write_text(json.dumps(monitor))
+        done.append(f"marked {record.id[:12]} exited")
+        policy = (record.host_config.get("RestartPolicy") or {}).get("Name", "no")
+        manual = (directory / MANUAL_STOP).exists()
+        if policy == "always" or (policy == "unless-stopped" and not manual):
+            self.start(record.id)
+            done.append(f"restarted {record.id[:12]} ({policy})")
+        return done
+
+    def _release_orphans(self) -> list[str]:
+        done = []
+        running = {r.id for r in self._records() if self.state(r.id).running or self.state(r.id).restarting}
+        for record in self._records():
+            if record.id in running:
+                continue
+            rootfs = self._dir(record.id) / "rootfs"
+            if is_mounted(rootfs):
+                unmount(rootfs)
+                done.append(f"unmounted the rootfs of stopped container {record.id[:12]}")
+        for state in self.runtime.list():
+            if state.id not in running and state.status is RuntimeStatus.STOPPED:
+                self.runtime.delete(state.id, force=True)
+                done.append(f"removed the runtime state and cgroup of {state.id[:12]}")
+        return done
+
+    #
+    # inspection
+    #
+
+    def log_path(self, ref: str) -> Path:
+        record_id = self.resolve(ref)
+        return self._dir(record_id) / f"{record_id}-json.log"
+
+    def top(self, ref: str) -> list[int]:
+        """Return the host pids of every process in the container."""
+        record = self.get(ref)
+        state = self.state(record.id)
+        if not state.running:
+            raise Conflict(f"Container {record.id} is not running")
+        return new_manager(f"{self.cgroup_parent}/{record.id}").pids()
+
+    def stats(self, ref: str) -> Any:
+        record = self.get(ref)
+        if not self.state(record.id).running:
+            return None
+        return new_manager(f"{self.cgroup_parent}/{record.id}").stats()
+
+
+def _wait_exit(pid: int, timeout: float = 5.0) -> None:
+    """Wait for a monitor that has finished its work to exit (it is not our child: poll)."""
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs; a zombie (exited, not yet reaped by init) does not."""
+    return process_start_time(pid) is not None
+
+
+def _host_file(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _is_loopback(address: list[str]) -> bool:
+    return bool(address) and (address[0].startswith("127.") or address[0] == "::1")
+
+
+def _parse_size(text: str | int) -> int:
+    value = str(text).strip().lower()
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    if value and value[-1] in units:
+        return int(float(value[:-1]) * units[value[-1]])
+    return int(value)
+
+
+def _bind(spec: str) -> dict[str, Any]:
+    source, destination, *rest = spec.split(":")
+    options = set(rest[0].split(",")) if rest else set()
+    readonly = "ro" in options
+    modes = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+    propagation = next((o for o in options if o in modes), "rprivate")
+    if not os.path.exists(source):
+        # `-v /host/path:/x` creates a missing host directory, as Docker does.
+        os.makedirs(source, exist_ok=True)
+    return oci.Bind(source, destination, readonly, propagation).to_oci()
+
+
+def _tmpfs(path: str, options: str) -> dict[str, Any]:
+    if not path.startswith("/"):
+        raise InvalidArgument(f"invalid tmpfs path {path!r}: not absolute")
+    extra = tuple(o for o in options.split(",") if o)
+    base = ("noexec", "nosuid", "nodev")
+    return oci.Tmpfs(path, tuple(dict.fromkeys((*base, *extra)))).to_oci()
+
+
+def _rlimit(ulimit: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "RLIMIT_" + str(ulimit["Name"]).upper(), "soft": int(ulimit["Soft"]), "hard": int(ulimit["Hard"])}
+
+
+def _capabilities(add: list[str], drop: list[str]) -> list[str]:
+    def norm(name: str) -> str:
+        name = name.upper()
+        return name if name.startswith("CAP_") or name == "ALL" else "CAP_" + name
+
+    current = set(caps.DEFAULT_CAPABILITIES)
+    adds, drops = {norm(c) for c in add}, {norm(c) for c in drop}
+    if "ALL" in drops:
+        current = set()
+    current -= drops
+    if "ALL" in adds:
+        current |= set(caps.ALL_CAPABILITIES)
+    else:
+        caps.capability_numbers(adds)
+        current |= adds
+    return sorted(current)
+
+
+def _resources(hc: Mapping[str, Any]) -> dict[str, Any]:
+    memory = int(hc.get("Memory") or 0) or None
+    swap = int(hc.get("MemorySwap") or 0) or None
+    nano = int(hc.get("NanoCpus") or 0)
+    quota = int(hc.get("CpuQuota") or 0) or None
+    period = int(hc.get("CpuPeriod") or 0) or None
+    if nano:
+        if quota:
+            raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+        period = 100_000
+        quota = nano * period // 1_000_000_000
+    pids = hc.get("PidsLimit")
+    return {
+        "memory": memory,
+        "memory_swap": swap,
+        "memory_reservation": int(hc.get("MemoryReservation") or 0) or None,
+        "cpu_quota": quota,
+        "cpu_period": period,
+        "cpu_shares": int(hc.get("CpuShares") or 0) or None,
+        "cpuset_cpus": hc.get("CpusetCpus") or None,
+        "pids_limit": int(pids) if pids else None,
+    }

@@ -1,0 +1,624 @@
+"""The per-container monitor (containerd's shim): it owns the container's stdio and outlives everyone else.
+
+A monitor is forked from the shim server (a small, preloaded parent; see server.py), moves into a
+session of its own, and becomes the subreaper of its container, so that web, the node agent or
+redis can restart or die without touching the container. It:
+
+- creates and starts the container through the runtime, with pipes (or a pty) as its stdio;
+- writes every line of output to the json-file log and to attached clients;
+- serves `<state dir>/monitor.sock`: attach, exec, resize, wait and status requests;
+- reaps the container and exec'd processes, records exit code, OOM kill, start and finish times in
+  `<state dir>/monitor.json`, restarts the container as its restart policy says, and finally
+  unmounts the rootfs and exits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import termios
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from containers.engine.errors import EngineError
+from containers.engine.linux.syscalls import set_child_subreaper
+from containers.engine.network.netns import create_netns, remove_netns
+from containers.engine.runtime import sync
+from containers.engine.runtime.cgroups import new_manager
+from containers.engine.runtime.container import NativeRuntime
+from containers.engine.shim import protocol
+from containers.engine.shim.logfile import LogWriter, format_time, parse_time
+from containers.engine.shim.paths import short_path
+from containers.engine.snapshots import new_snapshotter
+from containers.engine.snapshots.mount import is_mounted, unmount
+
+MAX_CLIENT_BUFFER = 8 * 1024 * 1024
+MANUAL_STOP = "manual-stop"
+
+
+@dataclass
+class Status:
+    """What `<state dir>/monitor.json` holds; the engine reads it for inspect and wait."""
+
+    monitor_pid: int
+    pid: int = 0
+    status: str = "created"  # running | restarting | exited
+    started_at: str = ""
+    finished_at: str = ""
+    exit_code: int = 0
+    oom_killed: bool = False
+    restart_count: int = 0
+    error: str = ""
+
+
+@dataclass
+class Config:
+    """A spawn request: everything the monitor needs, as plain JSON from the engine."""
+
+    id: str
+    bundle: str
+    runtime_root: str
+    state_dir: str
+    log_path: str
+    rootfs: str = ""
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    console_size: list[int] = field(default_factory=list)
+    log_max_size: int = 20 * 1024 * 1024
+    log_max_files: int = 5
+    restart_policy: str = "no"
+    restart_max: int = 0
+    netns: str = ""
+    auto_remove: bool = False
+    snapshotter: str = "overlay"
+    snapshots_root: str = ""
+
+
+def _now() -> str:
+    return format_time(time.time_ns())
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+class Client:
+    """One connection on monitor.sock that streams frames (attach or exec)."""
+
+    def __init__(self, monitor: Monitor, conn: socket.socket, streams: set[int]) -> None:
+        self.monitor = monitor
+        self.conn = conn
+        self.streams = streams
+        self.reader = protocol.FrameReader()
+        self.out = bytearray()
+        self.closing = False
+        self.stdin_fd: int | None = None
+        self.tty_fd: int | None = None
+        # An exec's client owns its process's stdin pipe; an attach client shares the container's.
+        self.owns_stdin = False
+        self.on_close_stdin: Callable[[], None] | None = None
+        conn.setblocking(False)
+        monitor.sel.register(conn, selectors.EVENT_READ, self._readable)
+
+    def send(self, kind: int, payload: bytes) -> None:
+        if self.conn.fileno() < 0:
+            return
+        self.out += protocol.pack(kind, payload)
+        if len(self.out) > MAX_CLIENT_BUFFER:
+            self.close()
+            return
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            sent = self.conn.send(self.out)
+            del self.out[:sent]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.close()
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.out else 0)
+        self.monitor.sel.modify(self.conn, events, self._readable)
+        if self.closing and not self.out:
+            self.close()
+
+    def finish(self, kind: int, payload: bytes) -> None:
+        """Send the last frame and close once it is out."""
+        self.send(kind, payload)
+        self.closing = True
+        if self.conn.fileno() >= 0:
+            self._flush()
+
+    def _readable(self, conn: socket.socket, events: int) -> None:
+        if events & selectors.EVENT_WRITE:
+            self._flush()
+        if not events & selectors.EVENT_READ or conn.fileno() < 0:
+            return
+        try:
+            data = conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            # The client is gone (a half-close is sent as CLOSE_STDIN, never as EOF).
+            self.close()
+            return
+        for kind, payload in self.reader.feed(data):
+            self._frame(kind, payload)
+
+    def _frame(self, kind: int, payload: bytes) -> None:
+        target = self.tty_fd if self.tty_fd is not None else self.stdin_fd
+        if kind == protocol.STDIN and target is not None:
+            _write_all(target, payload)
+        elif kind == protocol.CLOSE_STDIN and self.on_close_stdin is not None:
+            self.on_close_stdin()
+        elif kind == protocol.RESIZE and self.tty_fd is not None:
+            size = json.loads(payload)
+            set_winsize(self.tty_fd, int(size["h"]), int(size["w"]))
+
+    def close_own_stdin(self) -> None:
+        """Close an exec's stdin pipe when its client half-closes (the process sees EOF)."""
+        if self.stdin_fd is not None:
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+
+    def close(self) -> None:
+        if self.owns_stdin:
+            self.close_own_stdin()
+        if self.conn.fileno() >= 0:
+            self.monitor.sel.unregister(self.conn)
+            self.conn.close()
+        self.monitor.clients.discard(self)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError:
+            return
+
+
+@dataclass
+class ExecSession:
+    client: Client | None
+    exec_id: str
+    outputs: dict[int, int]
+    exit_code: int | None = None
+
+
+class Monitor:
+    """Supervise one container; see the module docstring."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dir = Path(config.state_dir)
+        self.runtime = NativeRuntime(Path(config.runtime_root))
+        self.sel = selectors.DefaultSelector()
+        self.clients: set[Client] = set()
+        self.waiters: list[socket.socket] = []
+        self.execs: dict[int, ExecSession] = {}
+        self.status = Status(monitor_pid=os.getpid())
+        self.outputs: dict[int, str] = {}
+        self.stdin_w: int | None = None
+        self.master: int | None = None
+        self.exit_status: int | None = None
+        self.done = False
+        self.log = LogWriter(Path(config.log_path), config.log_max_size, config.log_max_files)
+
+    #
+    # life
+    #
+
+    def run(self, conn: socket.socket, attach: dict[str, bool] | None = None) -> None:
+        """Start the container, answer `conn` with its pid or the error, then supervise until the end.
+
+        With `attach`, `conn` stays open as an attach stream from the container's very first byte
+        (`docker run` attaches before it starts the container, and loses nothing).
+        """
+        os.setsid()
+        set_child_subreaper()
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.sel.register(wake_r, selectors.EVENT_READ, self._on_signal)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = self.dir / "monitor.sock"
+        path.unlink(missing_ok=True)
+        with short_path(path) as name:
+            listener.bind(name)
+        os.chmod(path, 0o600)
+        listener.listen(64)
+        self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
+        try:
+            self._start_container()
+        except (EngineError, OSError) as err:
+            self.status.status, self.status.error, self.status.exit_code = "exited", str(err), _exit_code_for(err)
+            self._save()
+            _reply(conn, {"error": str(err), "exit_code": self.status.exit_code})
+            self._release()
+            path.unlink(missing_ok=True)
+            return
+        _reply(conn, {"pid": self.status.pid, "monitor_pid": os.getpid(), "tty": self.config.tty})
+        if attach:
+            self._attach_client(conn, attach)
+        else:
+            conn.close()
+        self._loop()
+        path.unlink(missing_ok=True)
+
+    def _loop(self) -> None:
+        while not (self.done and not any(c.out for c in self.clients)):
+            for key, events in self.sel.select(timeout=1.0 if not self.done else 0.05):
+                key.data(key.fileobj, events)
+            if self.done and not self.clients:
+                break
+
+    def _save(self) -> None:
+        tmp = self.dir / "monitor.json.tmp"
+        tmp.write_text(json.dumps(asdict(self.status)))
+        os.replace(tmp, self.dir / "monitor.json")
+
+    #
+    # the container
+    #
+
+    def _start_container(self) -> None:
+        cfg = self.config
+        if cfg.netns and not is_mounted(Path(cfg.netns)):
+            create_netns(Path(cfg.netns))
+        if cfg.tty:
+            ours, theirs = socket.socketpair()
+            state = self.runtime.create(cfg.id, Path(cfg.bundle), console_socket=theirs)
+            theirs.close()
+            self.master = sync.recv_fd(ours)[1]
+            ours.close()
+            if cfg.console_size:
+                set_winsize(self.master, *cfg.console_size[:2])
+            os.set_blocking(self.master, False)
+            self._watch_output(self.master, "stdout")
+        else:
+            stdin_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            if cfg.open_stdin:
+                os.close(stdin_r)
+                stdin_r, self.stdin_w = os.pipe2(os.O_CLOEXEC)
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                state = self.runtime.create(cfg.id, Path(cfg.bundle), stdio=(stdin_r, out_w, err_w))
+            finally:
+                for fd in (stdin_r, out_w, err_w):
+                    os.close(fd)
+            self._watch_output(out_r, "stdout")
+            self._watch_output(err_r, "stderr")
+        self.runtime.start(cfg.id)
+        self.status.pid = state.pid
+        self.status.status = "running"
+        self.status.started_at = _now()
+        self.status.finished_at = ""
+        self._save()
+
+    def _watch_output(self, fd: int, stream: str) -> None:
+        os.set_blocking(fd, False)
+        self.outputs[fd] = stream
+        self.sel.register(fd, selectors.EVENT_READ, self._on_output)
+
+    def _on_output(self, fd: int, events: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO from a pty master once the last slave is closed
+            data = b""
+        stream = self.outputs[fd]
+        if not data:
+            self.sel.unregister(fd)
+            os.close(fd)
+            del self.outputs[fd]
+            if fd == self.master:
+                self.master = None
+            self._maybe_finish()
+            return
+        self.log.write(stream, data)
+        kind = protocol.STDOUT if stream == "stdout" else protocol.STDERR
+        for client in list(self.clients):
+            if kind in client.streams:
+                client.send(kind, data)
+
+    def _close_stdin(self) -> None:
+        if self.stdin_w is not None:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+
+    def _on_signal(self, fd: int, events: int) -> None:
+        try:
+            os.read(fd, 512)
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.status.pid and self.exit_status is None:
+                self.exit_status = status
+                self._maybe_finish()
+            elif pid in self.execs:
+                session = self.execs[pid]
+                session.exit_code = _exit_code(status)
+                self._maybe_finish_exec(pid)
+
+    def _maybe_finish(self) -> None:
+        """Finish once the container has exited and all of its output has been read."""
+        if self.exit_status is None or self.outputs:
+            return
+        status, self.exit_status = self.exit_status, None
+        self.log.flush_partial()
+        cgroup = new_manager(self.runtime.state(self.config.id).cgroup)
+        self.status.oom_killed = cgroup.oom_kills() > 0
+        self.status.exit_code = _exit_code(status)
+        self.status.finished_at = _now()
+        self.runtime.delete(self.config.id, force=True)
+        self._close_stdin()
+        for session_pid in list(self.execs):
+            self.execs[session_pid].outputs.clear()
+            self._maybe_finish_exec(session_pid)
+        restart = self._should_restart()
+        if not restart:
+            # Everything is released before anyone hears of the exit: a `wait` followed by
+            # `rm` must find nothing mounted.
+            self.status.status = "exited"
+            self._save()
+            self._release()
+        result = {"exit_code": self.status.exit_code, "oom_killed": self.status.oom_killed}
+        for waiter in self.waiters:
+            _reply(waiter, result)
+            waiter.close()
+        self.waiters.clear()
+        if restart:
+            self._restart()
+            return
+        for client in list(self.clients):
+            client.finish(protocol.EXIT, json.dumps(result).encode())
+        self.done = True
+
+    def _should_restart(self) -> bool:
+        policy, code = self.config.restart_policy, self.status.exit_code
+        if (self.dir / MANUAL_STOP).exists() or policy in ("", "no"):
+            return False
+        if policy == "on-failure":
+            return code != 0 and (not self.config.restart_max or self.status.restart_count < self.config.restart_max)
+        return policy in ("always", "unless-stopped")
+
+    def _restart(self) -> None:
+        """Restart with Docker's backoff: 100 ms doubling per restart, reset after 10 s of running."""
+        self.status.status = "restarting"
+        self._save()
+        delay = min(0.1 * 2 ** min(self.status.restart_count, 10), 60.0)
+        if self.status.started_at and time.time() - _seconds(self.status.started_at) >= 10:
+            delay = 0.1
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if (self.dir / MANUAL_STOP).exists():
+                break
+            time.sleep(0.02)
+        if (self.dir / MANUAL_STOP).exists():
+            self.status.status = "exited"
+            self._save()
+            self._release()
+            self.done = True
+            return
+        self.status.restart_count += 1
+        try:
+            self._start_container()
+        except (EngineError, OSError) as err:
+            self.status.status, self.status.error = "exited", str(err)
+            self._save()
+            self._release()
+            self.done = True
+
+    def _release(self) -> None:
+        """Unmount the rootfs and drop the network namespace; with auto-remove, remove the container."""
+        cfg = self.config
+        if cfg.rootfs:
+            unmount(Path(cfg.rootfs))
+        if cfg.netns:
+            remove_netns(Path(cfg.netns))
+        if cfg.auto_remove:
+            try:
+                new_snapshotter(cfg.snapshotter, Path(cfg.snapshots_root)).remove(cfg.id)
+            except EngineError:
+                pass
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    #
+    # requests on monitor.sock
+    #
+
+    def _on_accept(self, listener: socket.socket, events: int) -> None:
+        conn, _ = listener.accept()
+        conn.settimeout(2.0)
+        try:
+            request = _read_request(conn)
+        except (OSError, ValueError):
+            conn.close()
+            return
+        handler = getattr(self, f"_op_{request.get('op')}", None)
+        if handler is None:
+            _reply(conn, {"error": f"unknown request {request.get('op')!r}"})
+            conn.close()
+            return
+        handler(conn, request)
+
+    def _op_status(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        _reply(conn, asdict(self.status))
+        conn.close()
+
+    def _op_wait(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        _reply(conn, {"waiting": True})
+        self.waiters.append(conn)
+
+    def _op_resize(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        if self.master is not None:
+            set_winsize(self.master, int(request["h"]), int(request["w"]))
+            _reply(conn, {"ok": True})
+        else:
+            _reply(conn, {"error": "the container has no terminal"})
+        conn.close()
+
+    def _op_attach(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        if self.status.status == "exited":
+            _reply(conn, {"error": "container is not running", "exit_code": self.status.exit_code})
+            conn.close()
+            return
+        _reply(conn, {"ok": True, "tty": self.config.tty})
+        self._attach_client(conn, request)
+
+    def _attach_client(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        streams = {kind for kind, key in ((protocol.STDOUT, "stdout"), (protocol.STDERR, "stderr")) if request.get(key)}
+        client = Client(self, conn, streams)
+        if request.get("stdin"):
+            client.stdin_fd = self.stdin_w
+            client.tty_fd = self.master
+            if self.config.stdin_once:
+                client.on_close_stdin = self._close_stdin
+        self.clients.add(client)
+
+    def _op_exec(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        process = request["process"]
+        tty = bool(process.get("terminal"))
+        outputs: dict[int, int] = {}
+        stdin_w = master = None
+        try:
+            if tty:
+                ours, theirs = socket.socketpair()
+                pid = self.runtime.exec(self.config.id, process, console_socket=theirs)
+                theirs.close()
+                master = sync.recv_fd(ours)[1]
+                ours.close()
+                size = request.get("console_size")
+                if size:
+                    set_winsize(master, *size[:2])
+                outputs[master] = protocol.STDOUT
+            else:
+                stdin_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                if request.get("stdin"):
+                    os.close(stdin_r)
+                    stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                try:
+                    pid = self.runtime.exec(self.config.id, process, stdio=(stdin_r, out_w, err_w))
+                finally:
+                    for fd in (stdin_r, out_w, err_w):
+                        os.close(fd)
+                outputs = {out_r: protocol.STDOUT, err_r: protocol.STDERR}
+        except (EngineError, OSError) as err:
+            _reply(conn, {"error": str(err), "exit_code": _exit_code_for(err)})
+            conn.close()
+            return
+        _reply(conn, {"pid": pid})
+        client = None
+        if not request.get("detach"):
+            client = Client(self, conn, {protocol.STDOUT, protocol.STDERR})
+            client.tty_fd = master
+            client.stdin_fd = stdin_w
+            client.owns_stdin = True
+            client.on_close_stdin = client.close_own_stdin
+            self.clients.add(client)
+        else:
+            conn.close()
+        session = ExecSession(client, request.get("exec_id", ""), outputs)
+        self.execs[pid] = session
+        for fd in outputs:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, lambda f, e, p=pid: self._on_exec_output(p, f))
+
+    def _on_exec_output(self, pid: int, fd: int) -> None:
+        session = self.execs[pid]
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            os.close(fd)
+            session.outputs.pop(fd, None)
+            self._maybe_finish_exec(pid)
+            return
+        if session.client is not None:
+            session.client.send(session.outputs[fd], data)
+
+    def _maybe_finish_exec(self, pid: int) -> None:
+        session = self.execs[pid]
+        if session.exit_code is None or session.outputs:
+            return
+        del self.execs[pid]
+        result = {"exit_code": session.exit_code}
+        if session.exec_id:
+            record = self.dir / f"exec-{session.exec_id}.json"
+            record.write_text(json.dumps({**result, "pid": pid, "finished_at": _now()}))
+        if session.client is not None:
+            session.client.finish(protocol.EXIT, json.dumps(result).encode())
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _exit_code_for(err: BaseException) -> int:
+    """Docker's exit codes for a process that could not start: 127 not found, 126 not runnable."""
+    text = str(err)
+    if "executable file not found" in text or "no such file or directory" in text:
+        return 127
+    if "permission denied" in text or "is a directory" in text:
+        return 126
+    return 125
+
+
+def _seconds(rfc3339: str) -> float:
+    return parse_time(rfc3339) / 1e9
+
+
+def _read_request(conn: socket.socket) -> dict[str, Any]:
+    """Read the request line and nothing after it: frames that follow belong to the stream."""
+    while True:
+        peeked = conn.recv(65536, socket.MSG_PEEK)
+        if not peeked:
+            raise ValueError("connection closed before a request")
+        end = peeked.find(b"\n")
+        if end >= 0:
+            return json.loads(conn.recv(end + 1))
+        if len(peeked) >= 65536:
+            raise ValueError("request line too long")
+        time.sleep(0.001)
+
+
+def _reply(conn: socket.socket, message: dict[str, Any]) -> None:
+    try:
+        conn.setblocking(True)
+        conn.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        pass
