@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,7 +23,9 @@ from containers.engine.engine import Engine
 from containers.engine.images import archive, busybox, importer
 from containers.engine.images.reference import parse_reference
 from containers.engine.images.store import Image as StoredImage
-from containers.models import Image, ImageTag
+from containers.engine.lifecycle import ContainerNotFound, State
+from containers.engine.shim.client import Stream
+from containers.models import Container, Image, ImageTag
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +118,112 @@ def prune_images() -> dict[str, int]:
     result = engine().images.gc(grace_s=0)
     sync_images()
     return result
+
+
+#
+# Containers
+#
+
+
+def _when(text: str) -> datetime | None:
+    if not text or text.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00")
+
+
+def sync_container(ref: str) -> Container | None:
+    """Refresh one container's row from the engine; delete the row if the container is gone."""
+    containers = engine().containers
+    try:
+        record = containers.get(ref)
+    except ContainerNotFound:
+        Container.objects.filter(id=ref).delete()
+        return None
+    state = containers.state(record.id)
+    row, _ = Container.objects.update_or_create(
+        id=record.id,
+        defaults={
+            "name": record.name, "node": settings.NODE_NAME, "image": record.image, "image_ref": record.image_ref,
+            "command": " ".join([record.path, *record.args]), "status": state.status, "exit_code": state.exit_code,
+            "oom_killed": state.oom_killed, "pid": state.pid, "restart_count": state.restart_count,
+            "created": _when(record.created), "started_at": _when(state.started_at),
+            "finished_at": _when(state.finished_at), "labels": record.config.get("Labels") or {},
+        },
+    )  # fmt: skip
+    return row
+
+
+@transaction.atomic
+def sync_containers() -> list[Container]:
+    """Make this node's Container rows match its engine."""
+    records = engine().containers.list()
+    rows = [row for record in records if (row := sync_container(record.id)) is not None]
+    Container.objects.filter(node=settings.NODE_NAME).exclude(id__in=[r.id for r in records]).delete()
+    return rows
+
+
+def create_container(config: dict[str, Any], host_config: dict[str, Any], name: str = "") -> Container:
+    record = engine().containers.create(config, host_config, name)
+    row = sync_container(record.id)
+    assert row is not None
+    return row
+
+
+def start_container(ref: str, attach: dict[str, bool] | None = None) -> Stream | None:
+    try:
+        return engine().containers.start(ref, attach)
+    finally:
+        sync_container(ref)
+
+
+def stop_container(ref: str, timeout: int | None = None) -> bool:
+    try:
+        return engine().containers.stop(ref, timeout)
+    finally:
+        sync_container(ref)
+
+
+def kill_container(ref: str, signal: str = "SIGKILL") -> None:
+    engine().containers.kill(ref, signal)
+    engine().containers.wait(ref, timeout=1)
+    sync_container(ref)
+
+
+def restart_container(ref: str, timeout: int | None = None) -> None:
+    try:
+        engine().containers.restart(ref, timeout)
+    finally:
+        sync_container(ref)
+
+
+def pause_container(ref: str) -> None:
+    engine().containers.pause(ref)
+    sync_container(ref)
+
+
+def unpause_container(ref: str) -> None:
+    engine().containers.unpause(ref)
+    sync_container(ref)
+
+
+def remove_container(ref: str, force: bool = False) -> None:
+    record = engine().containers.get(ref)
+    engine().containers.remove(record.id, force=force)
+    Container.objects.filter(id=record.id).delete()
+
+
+def wait_container(ref: str) -> State:
+    state = engine().containers.wait(ref)
+    sync_container(ref)
+    return state
+
+
+def reconcile_node() -> list[str]:
+    """What a node agent does when it starts: repair the engine, then refresh the database."""
+    done = engine().containers.reconcile()
+    sync_images()
+    sync_containers()
+    return done
 
 
 #

@@ -1,3 +1,4 @@
+from .containers import Container
 from .images import Image, ImageTag
 
-__all__ = ["Image", "ImageTag"]
+__all__ = ["Container", "Image", "ImageTag"]
