@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from containers.engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from containers.engine.errors import AlreadyExists, EngineError, FailedPrecondition, InvalidArgument, NotFound
 from containers.engine.linux.syscalls import Syscalls
 from containers.engine.runtime import init, seccomp, sync
 from containers.engine.runtime.cgroups import Manager, Resources, new_manager
@@ -167,9 +167,12 @@ class NativeRuntime:
             return Status.STOPPED
         if (directory / "exec.fifo").exists():
             return Status.CREATED
-        if new_manager(state.cgroup).frozen():
-            return Status.PAUSED
-        return Status.RUNNING
+        try:
+            frozen = new_manager(state.cgroup).frozen()
+        except EngineError:
+            # The cgroup went away under us: the container is being deleted as it exits.
+            return Status.STOPPED if process_start_time(state.pid) != state.start_time else Status.RUNNING
+        return Status.PAUSED if frozen else Status.RUNNING
 
     def list(self) -> list[State]:
         if not self.root.exists():

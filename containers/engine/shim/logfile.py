@@ -8,6 +8,7 @@ since, until and follow semantics, across rotated files (`<name>.N` is older tha
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -15,15 +16,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
+
+_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 # Docker splits a line longer than its 16 KiB buffer into several records (a "partial" line).
 MAX_RECORD = 16 * 1024
 
 
+@functools.lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 def format_time(ns: int) -> str:
     """RFC 3339 with nanoseconds, in UTC, as Docker writes log times."""
     seconds, fraction = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+    return f"{_second(seconds)}.{fraction:09d}Z"
 
 
 def parse_time(text: str) -> int:
@@ -84,8 +93,10 @@ class LogWriter:
 
     @staticmethod
     def _encode(stream: str, text: bytes, now: int) -> bytes:
-        record = {"log": text.decode("utf-8", errors="replace"), "stream": stream, "time": format_time(now)}
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        # What json.dumps would write for {"log", "stream", "time"}, built directly: this runs
+        # once a line, and the C string encoder is several times faster than dumps of a dict.
+        log = _encode_string(text.decode("utf-8", errors="replace"))
+        return f'{{"log":{log},"stream":"{stream}","time":"{format_time(now)}"}}\n'.encode()
 
     def _append(self, data: bytes) -> None:
         if self._size and self._size + len(data) > self.max_size:
@@ -128,13 +139,13 @@ def _decode(line: bytes) -> Record | None:
         return None
 
 
-def _tail_lines(files: list[Path], count: int) -> list[bytes]:
-    """Return the last `count` lines across `files`, reading backwards in blocks."""
+def _tail_lines(files: list[Path], count: int, end: int) -> list[bytes]:
+    """Return the last `count` lines across `files` (the last read only up to `end`), reading backwards."""
     lines: list[bytes] = []
-    for path in reversed(files):
+    for index, path in enumerate(reversed(files)):
         with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            position, leftover = f.tell(), b""
+            position = end if index == 0 else f.seek(0, os.SEEK_END)
+            leftover = b""
             while position > 0 and len(lines) < count:
                 step = min(65536, position)
                 position -= step
@@ -162,38 +173,47 @@ def read_log(
 ) -> Iterator[Record]:
     """Yield records with Docker's `logs` semantics; with `follow`, keep going until `stopped()`.
 
-    `tail` None means all lines. `since_ns`/`until_ns` of 0 mean no bound. Following survives
-    rotation: when the file is replaced, the rest of the old one is read, then the new one.
+    `tail` None means all lines. `since_ns`/`until_ns` of 0 mean no bound. Following starts
+    exactly where the history ends (nothing written in between is lost) and survives rotation:
+    when the file is replaced, the rest of the old one is read, then the new one.
     """
-    files = _files(path)
-    if tail is not None:
-        lines: Iterator[bytes] = iter(_tail_lines(files, tail))
-    else:
-        lines = (line for f in files for line in _read_lines(f))
-    for line in lines:
-        record = _decode(line)
-        if record is None or record.time_ns < since_ns:
-            continue
-        if until_ns and record.time_ns > until_ns:
-            return
-        yield record
-    if follow:
-        yield from _follow(path, until_ns, stopped, poll_interval)
-
-
-def _read_lines(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        for line in f:
-            if line.endswith(b"\n"):
-                yield line
-
-
-def _follow(path: Path, until_ns: int, stopped: Callable[[], bool], poll_interval: float) -> Iterator[Record]:
     try:
-        f = open(path, "rb")  # noqa: SIM115 - reopened on rotation below
+        current = open(path, "rb")  # noqa: SIM115 - handed to _follow, closed there
     except FileNotFoundError:
-        return
-    f.seek(0, os.SEEK_END)
+        current = None
+    try:
+        end = os.fstat(current.fileno()).st_size if current is not None else 0
+        files = _files(path)
+        if tail is not None:
+            lines: Iterator[bytes] = iter(_tail_lines(files, tail, end))
+        else:
+            lines = (line for f in files for line in _read_lines(f, end if f == path else None))
+        for line in lines:
+            record = _decode(line)
+            if record is None or record.time_ns < since_ns:
+                continue
+            if until_ns and record.time_ns > until_ns:
+                return
+            yield record
+        if follow and current is not None:
+            current.seek(end)
+            yield from _follow(path, current, until_ns, stopped, poll_interval)
+    finally:
+        if current is not None:
+            current.close()
+
+
+def _read_lines(path: Path, end: int | None) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        data = f.read() if end is None else f.read(end)
+    for line in data.splitlines(keepends=True):
+        if line.endswith(b"\n"):
+            yield line
+
+
+def _follow(
+    path: Path, f: BinaryIO, until_ns: int, stopped: Callable[[], bool], poll_interval: float
+) -> Iterator[Record]:
     inode = os.fstat(f.fileno()).st_ino
     pending = b""
     try:
