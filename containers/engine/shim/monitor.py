@@ -92,6 +92,14 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+class StartError(EngineError):
+    """The container could not be started; `exit_code` is Docker's (127 not found, 126 not runnable)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class Client:
     """One connection on monitor.sock that streams frames (attach or exec)."""
 
@@ -249,8 +257,8 @@ class Monitor:
         self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
         try:
             self._start_container()
-        except (EngineError, OSError) as err:
-            self.status.status, self.status.error, self.status.exit_code = "exited", str(err), _exit_code_for(err)
+        except StartError as err:
+            self.status.status, self.status.error, self.status.exit_code = "exited", str(err), err.exit_code
             self._save()
             _reply(conn, {"error": str(err), "exit_code": self.status.exit_code})
             self._release()
@@ -280,20 +288,41 @@ class Monitor:
     # the container
     #
 
+    def _in_child(self, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run `work` in a short-lived forked child and return its answer (or its error).
+
+        The heavy steps (the spec's JSON, the runtime's create, start and exec, cleanup) touch
+        thousands of objects; in the monitor, each touched page would be copied away from the
+        shim server's and stay for the container's whole life. Done in a child that exits, the
+        monitor keeps only what its event loop touches. The processes the child starts are
+        reparented to the monitor, which is their subreaper (prctl(2), PR_SET_CHILD_SUBREAPER).
+        """
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            try:
+                answer = work()
+            except (EngineError, OSError) as err:
+                answer = {"error": str(err), "exit_code": _exit_code_for(err)}
+            except BaseException as err:  # noqa: BLE001 - reported to the monitor, never raised in a fork
+                answer = {"error": f"{type(err).__name__}: {err}", "exit_code": 125}
+            os.write(write_end, json.dumps(answer).encode())
+            os._exit(0)
+        os.close(write_end)
+        chunks = []
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        return json.loads(b"".join(chunks) or b'{"error": "the monitor\'s helper died", "exit_code": 125}')
+
     def _start_container(self) -> None:
         cfg = self.config
-        if cfg.netns and not is_mounted(Path(cfg.netns)):
-            create_netns(Path(cfg.netns))
+        ours = theirs = None
+        stdio: tuple[int, int, int] | None = None
         if cfg.tty:
             ours, theirs = socket.socketpair()
-            state = self.runtime.create(cfg.id, Path(cfg.bundle), console_socket=theirs)
-            theirs.close()
-            self.master = sync.recv_fd(ours)[1]
-            ours.close()
-            if cfg.console_size:
-                set_winsize(self.master, *cfg.console_size[:2])
-            os.set_blocking(self.master, False)
-            self._watch_output(self.master, "stdout")
         else:
             stdin_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             if cfg.open_stdin:
@@ -301,15 +330,36 @@ class Monitor:
                 stdin_r, self.stdin_w = os.pipe2(os.O_CLOEXEC)
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            try:
-                state = self.runtime.create(cfg.id, Path(cfg.bundle), stdio=(stdin_r, out_w, err_w))
-            finally:
-                for fd in (stdin_r, out_w, err_w):
-                    os.close(fd)
+            stdio = (stdin_r, out_w, err_w)
+
+        def create_and_start() -> dict[str, Any]:
+            if cfg.netns and not is_mounted(Path(cfg.netns)):
+                create_netns(Path(cfg.netns))
+            state = self.runtime.create(cfg.id, Path(cfg.bundle), stdio=stdio, console_socket=theirs)
+            self.runtime.start(cfg.id)
+            return {"pid": state.pid}
+
+        answer = self._in_child(create_and_start)
+        if theirs is not None:
+            theirs.close()
+        for fd in stdio or ():
+            os.close(fd)
+        if "error" in answer:
+            if ours is not None:
+                ours.close()
+            for fd in (out_r, err_r) if stdio else ():
+                os.close(fd)
+            raise StartError(answer["error"], answer["exit_code"])
+        if ours is not None:
+            self.master = sync.recv_fd(ours)[1]
+            ours.close()
+            if cfg.console_size:
+                set_winsize(self.master, *cfg.console_size[:2])
+            self._watch_output(self.master, "stdout")
+        else:
             self._watch_output(out_r, "stdout")
             self._watch_output(err_r, "stderr")
-        self.runtime.start(cfg.id)
-        self.status.pid = state.pid
+        self.status.pid = answer["pid"]
         self.status.status = "running"
         self.status.started_at = _now()
         self.status.finished_at = ""
@@ -373,11 +423,15 @@ class Monitor:
             return
         status, self.exit_status = self.exit_status, None
         self.log.flush_partial()
-        cgroup = new_manager(self.runtime.state(self.config.id).cgroup)
-        self.status.oom_killed = cgroup.oom_kills() > 0
+
+        def delete() -> dict[str, Any]:
+            oom_killed = new_manager(self.runtime.state(self.config.id).cgroup).oom_kills() > 0
+            self.runtime.delete(self.config.id, force=True)
+            return {"oom_killed": oom_killed}
+
+        self.status.oom_killed = bool(self._in_child(delete).get("oom_killed"))
         self.status.exit_code = _exit_code(status)
         self.status.finished_at = _now()
-        self.runtime.delete(self.config.id, force=True)
         self._close_stdin()
         for session_pid in list(self.execs):
             self.execs[session_pid].outputs.clear()
@@ -430,8 +484,8 @@ class Monitor:
         self.status.restart_count += 1
         try:
             self._start_container()
-        except (EngineError, OSError) as err:
-            self.status.status, self.status.error = "exited", str(err)
+        except StartError as err:
+            self.status.status, self.status.error, self.status.exit_code = "exited", str(err), err.exit_code
             self._save()
             self._release()
             self.done = True
@@ -439,16 +493,21 @@ class Monitor:
     def _release(self) -> None:
         """Unmount the rootfs and drop the network namespace; with auto-remove, remove the container."""
         cfg = self.config
-        if cfg.rootfs:
-            unmount(Path(cfg.rootfs))
-        if cfg.netns:
-            remove_netns(Path(cfg.netns))
-        if cfg.auto_remove:
-            try:
-                new_snapshotter(cfg.snapshotter, Path(cfg.snapshots_root)).remove(cfg.id)
-            except EngineError:
-                pass
-            shutil.rmtree(self.dir, ignore_errors=True)
+
+        def release() -> dict[str, Any]:
+            if cfg.rootfs:
+                unmount(Path(cfg.rootfs))
+            if cfg.netns:
+                remove_netns(Path(cfg.netns))
+            if cfg.auto_remove:
+                try:
+                    new_snapshotter(cfg.snapshotter, Path(cfg.snapshots_root)).remove(cfg.id)
+                except EngineError:
+                    pass
+                shutil.rmtree(self.dir, ignore_errors=True)
+            return {}
+
+        self._in_child(release)
 
     #
     # requests on monitor.sock
@@ -505,37 +564,45 @@ class Monitor:
 
     def _op_exec(self, conn: socket.socket, request: dict[str, Any]) -> None:
         process = request["process"]
-        tty = bool(process.get("terminal"))
         outputs: dict[int, int] = {}
         stdin_w = master = None
-        try:
-            if tty:
-                ours, theirs = socket.socketpair()
-                pid = self.runtime.exec(self.config.id, process, console_socket=theirs)
-                theirs.close()
-                master = sync.recv_fd(ours)[1]
+        ours = theirs = None
+        stdio: tuple[int, int, int] | None = None
+        if process.get("terminal"):
+            ours, theirs = socket.socketpair()
+        else:
+            stdin_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            if request.get("stdin"):
+                os.close(stdin_r)
+                stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            stdio = (stdin_r, out_w, err_w)
+        answer = self._in_child(
+            lambda: {"pid": self.runtime.exec(self.config.id, process, stdio=stdio, console_socket=theirs)}
+        )
+        if theirs is not None:
+            theirs.close()
+        for fd in stdio or ():
+            os.close(fd)
+        if "error" in answer:
+            for fd in [*((out_r, err_r) if stdio else ()), *((stdin_w,) if stdin_w is not None else ())]:
+                os.close(fd)
+            if ours is not None:
                 ours.close()
-                size = request.get("console_size")
-                if size:
-                    set_winsize(master, *size[:2])
-                outputs[master] = protocol.STDOUT
-            else:
-                stdin_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                if request.get("stdin"):
-                    os.close(stdin_r)
-                    stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
-                out_r, out_w = os.pipe2(os.O_CLOEXEC)
-                err_r, err_w = os.pipe2(os.O_CLOEXEC)
-                try:
-                    pid = self.runtime.exec(self.config.id, process, stdio=(stdin_r, out_w, err_w))
-                finally:
-                    for fd in (stdin_r, out_w, err_w):
-                        os.close(fd)
-                outputs = {out_r: protocol.STDOUT, err_r: protocol.STDERR}
-        except (EngineError, OSError) as err:
-            _reply(conn, {"error": str(err), "exit_code": _exit_code_for(err)})
+            _reply(conn, answer)
             conn.close()
             return
+        pid = answer["pid"]
+        if ours is not None:
+            master = sync.recv_fd(ours)[1]
+            ours.close()
+            size = request.get("console_size")
+            if size:
+                set_winsize(master, *size[:2])
+            outputs[master] = protocol.STDOUT
+        else:
+            outputs = {out_r: protocol.STDOUT, err_r: protocol.STDERR}
         _reply(conn, {"pid": pid})
         client = None
         if not request.get("detach"):
