@@ -1,6 +1,7 @@
 """Celery tasks run by the node agent: thin wrappers that call the services on this node."""
 
 import logging
+from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
@@ -32,3 +33,31 @@ def _reconcile_on_start(sender: object, **kwargs: object) -> None:
         return
     for line in done:
         logger.info("reconcile: %s", line)
+
+
+@shared_task(name="containers.run_container")
+def run_container(config: dict[str, Any], host_config: dict[str, Any], name: str = "") -> str:
+    """Create and start a container on this node; return its ID."""
+    container = services.create_container(config, host_config, name)
+    services.start_container(container.id)
+    return container.id
+
+
+@shared_task(name="containers.stop_container")
+def stop_container(ref: str, timeout: int | None = None) -> bool:
+    return services.stop_container(ref, timeout)
+
+
+@shared_task(name="containers.kill_container")
+def kill_container(ref: str, signal: str = "SIGKILL") -> None:
+    services.kill_container(ref, signal)
+
+
+@shared_task(name="containers.restart_container")
+def restart_container(ref: str, timeout: int | None = None) -> None:
+    services.restart_container(ref, timeout)
+
+
+@shared_task(name="containers.remove_container")
+def remove_container(ref: str, force: bool = False) -> None:
+    services.remove_container(ref, force)
