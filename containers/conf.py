@@ -8,12 +8,15 @@ from django.conf import settings
 
 from containers.engine.config import EngineConfig
 
-DEFAULTS = {"ROOT": "/var/lib/webengine", "SNAPSHOTTER": "overlay", "CGROUP_PARENT": "webengine"}
+DEFAULTS = {"ROOT": "/var/lib/webengine", "SNAPSHOTTER": "overlay", "CGROUP_PARENT": "webengine", "RUNTIME": "native"}
 
 
 def engine_config() -> EngineConfig:
     """Return the `EngineConfig` that `settings.CONTAINERS_ENGINE` describes."""
     options = {**DEFAULTS, **getattr(settings, "CONTAINERS_ENGINE", {})}
     return EngineConfig(
-        root=Path(options["ROOT"]), snapshotter=options["SNAPSHOTTER"], cgroup_parent=options["CGROUP_PARENT"]
+        root=Path(options["ROOT"]),
+        snapshotter=options["SNAPSHOTTER"],
+        cgroup_parent=options["CGROUP_PARENT"],
+        runtime=options["RUNTIME"],
     )

@@ -198,7 +198,10 @@ CONTAINERS_ENGINE = {
     "ROOT": WEBENGINE_ROOT,
     "SNAPSHOTTER": os.environ.get("WEBENGINE_SNAPSHOTTER", "overlay"),
     "CGROUP_PARENT": os.environ.get("WEBENGINE_CGROUP_PARENT", "webengine"),
+    "RUNTIME": os.environ.get("WEBENGINE_RUNTIME", "native"),
 }
+if CONTAINERS_ENGINE["RUNTIME"] not in ("native", "runc", "crun"):
+    raise ImproperlyConfigured(f"WEBENGINE_RUNTIME={CONTAINERS_ENGINE['RUNTIME']!r}: expected native, runc or crun")
 if CONTAINERS_ENGINE["SNAPSHOTTER"] not in ("overlay", "native"):
     raise ImproperlyConfigured(
         f"WEBENGINE_SNAPSHOTTER={CONTAINERS_ENGINE['SNAPSHOTTER']!r}: expected overlay or native"

@@ -21,6 +21,7 @@ class EngineConfig:
     root: Path
     snapshotter: str = "overlay"
     cgroup_parent: str = "webengine"
+    runtime: str = "native"
 
     @property
     def content_root(self) -> Path:

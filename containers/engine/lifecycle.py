@@ -36,7 +36,7 @@ from containers.engine.runtime import capabilities as caps
 from containers.engine.runtime import seccomp
 from containers.engine.runtime import spec as oci
 from containers.engine.runtime.cgroups import new_manager
-from containers.engine.runtime.container import NativeRuntime
+from containers.engine.runtime.oci import new_runtime
 from containers.engine.runtime.state import Status as RuntimeStatus
 from containers.engine.runtime.state import process_start_time
 from containers.engine.runtime.user import resolve_user
@@ -168,7 +168,7 @@ class Containers:
         self.snapshotter = snapshotter
         self.cgroup_parent = config.cgroup_parent
         self.root = config.containers_root
-        self.runtime = NativeRuntime(config.root / "run" / "runtime")
+        self.runtime = new_runtime(config.runtime, config.root / "run" / config.runtime)
         self.shim = ShimServer(config.root / "run" / "shim.sock", config.root / "shim.log")
 
     #
@@ -348,7 +348,8 @@ class Containers:
         log = (hc.get("LogConfig") or {}).get("Config") or {}
         size = cfg.get("ConsoleSize") or hc.get("ConsoleSize") or []
         return MonitorConfig(
-            id=record.id, bundle=str(directory), runtime_root=str(self.runtime.root), state_dir=str(directory),
+            id=record.id, bundle=str(directory), runtime=self.config.runtime, runtime_root=str(self.runtime.root),
+            state_dir=str(directory),
             log_path=str(directory / f"{record.id}-json.log"), rootfs=str(directory / "rootfs"),
             tty=bool(cfg.get("Tty")), open_stdin=bool(cfg.get("OpenStdin")), stdin_once=bool(cfg.get("StdinOnce")),
             console_size=[int(x) for x in size if x] if len(size) == 2 and all(size) else [],
@@ -388,7 +389,7 @@ class Containers:
             oci.with_rootfs(rootfs),
             oci.with_readonly_rootfs(bool(hc.get("ReadonlyRootfs"))),
             oci.with_mounts(mounts),
-            oci.with_cgroups_path(f"{self.cgroup_parent}/{record.id}"),
+            oci.with_cgroups_path(f"/{self.cgroup_parent}/{record.id}"),
             oci.with_capabilities(capability_set),
             oci.with_resources(**_resources(hc)),
             oci.with_annotations({"org.opencontainers.image.ref.name": record.image_ref}),
@@ -441,8 +442,10 @@ class Containers:
             try:
                 paused = self.runtime.state(record_id).status is RuntimeStatus.PAUSED
             except NotFound:
-                status = "exited"
-        running = status in ("running",)
+                # Between the container's exit and its monitor's next status (exited, or
+                # restarting): the monitor's word stands until it writes the next one.
+                paused = False
+        running = status == "running"
         return State(
             status="paused" if paused else status, running=running, paused=paused,
             restarting=status == "restarting", oom_killed=bool(monitor.get("oom_killed")),

@@ -20,13 +20,18 @@ from containers.engine.images.busybox import create_busybox_image
 from containers.engine.lifecycle import Record
 from containers.engine.runtime.state import process_start_time
 from containers.engine.shim.logfile import read_log
+from tests.conftest import has_feature
 
 pytestmark = pytest.mark.requires("root", "overlayfs", "busybox")
 
 
-@pytest.fixture
-def engine(state_root: Path) -> Iterator[Engine]:
-    engine = Engine(EngineConfig(root=state_root, cgroup_parent=os.environ["WEBENGINE_CGROUP_PARENT"]))
+@pytest.fixture(params=["native", "runc"])
+def engine(request: pytest.FixtureRequest, state_root: Path) -> Iterator[Engine]:
+    """An engine over our runtime, and over runc: the setting swaps them and nothing else changes."""
+    if request.param == "runc" and not has_feature("runc"):
+        pytest.skip("needs runc")
+    config = EngineConfig(root=state_root, cgroup_parent=os.environ["WEBENGINE_CGROUP_PARENT"], runtime=request.param)
+    engine = Engine(config)
     create_busybox_image(engine.images)
     try:
         yield engine
@@ -273,7 +278,7 @@ def test_containers_outlive_the_process_that_started_them_and_the_shim_server(en
         "import sys; from pathlib import Path; from containers.engine.config import EngineConfig; "
         "from containers.engine.engine import Engine; "
         f"e = Engine(EngineConfig(root=Path({str(state_root)!r}), "
-        f"cgroup_parent={os.environ['WEBENGINE_CGROUP_PARENT']!r})); "
+        f"cgroup_parent={os.environ['WEBENGINE_CGROUP_PARENT']!r}, runtime={engine.config.runtime!r})); "
         "r = e.containers.create({'Image': 'busybox', 'Cmd': ['sleep', '1000']}, name='survivor'); "
         "e.containers.start(r.id); print(r.id, flush=True); import time; time.sleep(1000)"
     )

@@ -82,7 +82,7 @@ def default_spec(container_id: str) -> Spec:
         "linux": {
             "namespaces": [{"type": kind} for kind in NAMESPACES],
             "resources": {"devices": copy.deepcopy(DEFAULT_DEVICE_RULES)},
-            "cgroupsPath": f"webengine/{container_id}",
+            "cgroupsPath": f"/webengine/{container_id}",
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },

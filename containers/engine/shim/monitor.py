@@ -34,7 +34,7 @@ from containers.engine.linux.syscalls import set_child_subreaper
 from containers.engine.network.netns import create_netns, remove_netns
 from containers.engine.runtime import sync
 from containers.engine.runtime.cgroups import new_manager
-from containers.engine.runtime.container import NativeRuntime
+from containers.engine.runtime.oci import new_runtime
 from containers.engine.shim import protocol
 from containers.engine.shim.logfile import LogWriter, format_time, parse_time
 from containers.engine.shim.paths import short_path
@@ -66,6 +66,7 @@ class Config:
 
     id: str
     bundle: str
+    runtime: str
     runtime_root: str
     state_dir: str
     log_path: str
@@ -216,7 +217,7 @@ class Monitor:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.dir = Path(config.state_dir)
-        self.runtime = NativeRuntime(Path(config.runtime_root))
+        self.runtime = new_runtime(config.runtime, Path(config.runtime_root))
         self.sel = selectors.DefaultSelector()
         self.clients: set[Client] = set()
         self.waiters: list[socket.socket] = []
