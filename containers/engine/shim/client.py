@@ -85,11 +85,15 @@ class ShimServer:
         """Start a monitor for a container; return its answer (`pid`, or `error` with `exit_code`).
 
         With `attach` ({"stdin", "stdout", "stderr"}), return the attach stream instead (its
-        `reply` is the answer), open from the container's first byte of output.
+        `reply` is the answer), open from the container's first byte of output. The server is
+        started on first use (no ping first: a start is one round trip).
         """
-        self.ensure()
         message = {"op": "spawn", "config": asdict(config), "attach": attach}
-        reply, sock = request(self.socket_path, message, timeout=60)
+        try:
+            reply, sock = request(self.socket_path, message, timeout=60)
+        except (FileNotFoundError, ConnectionRefusedError):
+            self.ensure()
+            reply, sock = request(self.socket_path, message, timeout=60)
         if attach and "error" not in reply:
             sock.settimeout(None)
             return Stream(sock, reply)
