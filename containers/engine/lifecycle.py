@@ -31,7 +31,6 @@ from containers.engine.errors import (
     NotFound,
 )
 from containers.engine.images.store import Image, ImageStore
-from containers.engine.network.netns import remove_netns
 from containers.engine.runtime import capabilities as caps
 from containers.engine.runtime import seccomp
 from containers.engine.runtime import spec as oci
@@ -355,7 +354,6 @@ class Containers:
             console_size=[int(x) for x in size if x] if len(size) == 2 and all(size) else [],
             log_max_size=_parse_size(log.get("max-size", "20m")), log_max_files=int(log.get("max-file", 5)),
             restart_policy=policy.get("Name", "no") or "no", restart_max=int(policy.get("MaximumRetryCount") or 0),
-            netns=str(directory / "netns") if self._own_network(record) else "",
             auto_remove=bool(hc.get("AutoRemove")), snapshotter=self.config.snapshotter,
             snapshots_root=str(self.config.snapshots_root),
         )  # fmt: skip
@@ -400,9 +398,7 @@ class Containers:
             opts.append(oci.with_rlimits([_rlimit(u) for u in hc["Ulimits"]]))
         if "seccomp=unconfined" not in (hc.get("SecurityOpt") or []):
             opts.append(oci.with_seccomp(seccomp.docker_default(capability_set)))
-        if self._own_network(record):
-            opts.append(oci.with_namespace_path("network", str(directory / "netns")))
-        else:
+        if not self._own_network(record):
             opts.append(oci.with_host_network())
         return oci.build_spec(record.id, *opts)
 
@@ -697,7 +693,6 @@ class Containers:
         except NotFound:
             pass
         unmount(directory / "rootfs")
-        remove_netns(directory / "netns")
         monitor.update(status="exited", exit_code=monitor.get("exit_code") or 255, finished_at=_now())
         monitor["error"] = "the container's monitor exited while it ran"
         (directory / "monitor.json").write_text(json.dumps(monitor))

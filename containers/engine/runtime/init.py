@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from containers.engine.linux import syscalls as sc
 from containers.engine.linux.syscalls import Syscalls
+from containers.engine.network.loopback import loopback_up
 from containers.engine.runtime import capabilities, sync
 from containers.engine.runtime.rootfs import RootfsBuilder
 from containers.engine.runtime.user import home_directory
@@ -82,6 +83,10 @@ def enter_namespaces(spec_namespaces: Sequence[Mapping[str, str]], syscalls: Sys
             flags |= NAMESPACE_FLAGS[namespace["type"]]
     if flags:
         syscalls.unshare(flags)
+    if flags & sc.CLONE_NEWNET:
+        # unshare(2) moved this process into the new network namespace already, where the
+        # kernel leaves loopback down (network_namespaces(7)); every container expects it up.
+        loopback_up()
 
 
 def join_container_namespaces(pid: int, types: Sequence[str], syscalls: Syscalls) -> None:

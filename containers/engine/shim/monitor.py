@@ -31,7 +31,6 @@ from typing import Any
 
 from containers.engine.errors import EngineError
 from containers.engine.linux.syscalls import set_child_subreaper
-from containers.engine.network.netns import create_netns, remove_netns
 from containers.engine.runtime import sync
 from containers.engine.runtime.cgroups import new_manager
 from containers.engine.runtime.oci import new_runtime
@@ -39,7 +38,7 @@ from containers.engine.shim import protocol
 from containers.engine.shim.logfile import LogWriter, format_time, parse_time
 from containers.engine.shim.paths import short_path
 from containers.engine.snapshots import new_snapshotter
-from containers.engine.snapshots.mount import is_mounted, unmount
+from containers.engine.snapshots.mount import unmount
 
 MAX_CLIENT_BUFFER = 8 * 1024 * 1024
 MANUAL_STOP = "manual-stop"
@@ -79,7 +78,6 @@ class Config:
     log_max_files: int = 5
     restart_policy: str = "no"
     restart_max: int = 0
-    netns: str = ""
     auto_remove: bool = False
     snapshotter: str = "overlay"
     snapshots_root: str = ""
@@ -334,8 +332,6 @@ class Monitor:
             stdio = (stdin_r, out_w, err_w)
 
         def create_and_start() -> dict[str, Any]:
-            if cfg.netns and not is_mounted(Path(cfg.netns)):
-                create_netns(Path(cfg.netns))
             state = self.runtime.create(cfg.id, Path(cfg.bundle), stdio=stdio, console_socket=theirs)
             self.runtime.start(cfg.id)
             return {"pid": state.pid}
@@ -424,26 +420,29 @@ class Monitor:
             return
         status, self.exit_status = self.exit_status, None
         self.log.flush_partial()
-
-        def delete() -> dict[str, Any]:
-            oom_killed = new_manager(self.runtime.state(self.config.id).cgroup).oom_kills() > 0
-            self.runtime.delete(self.config.id, force=True)
-            return {"oom_killed": oom_killed}
-
-        self.status.oom_killed = bool(self._in_child(delete).get("oom_killed"))
         self.status.exit_code = _exit_code(status)
         self.status.finished_at = _now()
+        restart = self._should_restart()
+
+        def finish() -> dict[str, Any]:
+            self.status.oom_killed = new_manager(self.runtime.state(self.config.id).cgroup).oom_kills() > 0
+            self.runtime.delete(self.config.id, force=True)
+            if not restart:
+                self.status.status = "exited"
+                self._save()
+                self._release_now()
+            return {"oom_killed": self.status.oom_killed}
+
+        # One helper for the cgroup's verdict, the runtime's delete, the final status and the
+        # release: everything is released before anyone hears of the exit, so a `wait` then
+        # `rm` finds nothing mounted (and with --rm, nothing at all).
+        self.status.oom_killed = bool(self._in_child(finish).get("oom_killed"))
+        if not restart:
+            self.status.status = "exited"
         self._close_stdin()
         for session_pid in list(self.execs):
             self.execs[session_pid].outputs.clear()
             self._maybe_finish_exec(session_pid)
-        restart = self._should_restart()
-        if not restart:
-            # Everything is released before anyone hears of the exit: a `wait` followed by
-            # `rm` must find nothing mounted.
-            self.status.status = "exited"
-            self._save()
-            self._release()
         result = {"exit_code": self.status.exit_code, "oom_killed": self.status.oom_killed}
         for waiter in self.waiters:
             _reply(waiter, result)
@@ -492,23 +491,21 @@ class Monitor:
             self.done = True
 
     def _release(self) -> None:
-        """Unmount the rootfs and drop the network namespace; with auto-remove, remove the container."""
+        """Release (see `_release_now`) in a helper, away from the monitor's own pages."""
+        self._in_child(self._release_now)
+
+    def _release_now(self) -> dict[str, Any]:
+        """Unmount the rootfs; with auto-remove, remove the container."""
         cfg = self.config
-
-        def release() -> dict[str, Any]:
-            if cfg.rootfs:
-                unmount(Path(cfg.rootfs))
-            if cfg.netns:
-                remove_netns(Path(cfg.netns))
-            if cfg.auto_remove:
-                try:
-                    new_snapshotter(cfg.snapshotter, Path(cfg.snapshots_root)).remove(cfg.id)
-                except EngineError:
-                    pass
-                shutil.rmtree(self.dir, ignore_errors=True)
-            return {}
-
-        self._in_child(release)
+        if cfg.rootfs:
+            unmount(Path(cfg.rootfs))
+        if cfg.auto_remove:
+            try:
+                new_snapshotter(cfg.snapshotter, Path(cfg.snapshots_root)).remove(cfg.id)
+            except EngineError:
+                pass
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return {}
 
     #
     # requests on monitor.sock

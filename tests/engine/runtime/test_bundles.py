@@ -379,7 +379,8 @@ def test_it_returns_128_plus_the_signal_that_killed_the_process(runtime: Runtime
     pid_file = state_root / "run.pid"
     process, out, err = runtime.spawn("run", "--bundle", str(bundle), "--pid-file", str(pid_file), "killed")
     try:
-        assert _wait_for(lambda: runtime.status("killed") == "running"), "run should start the container"
+        # runc writes --pid-file just after the process starts: wait for both.
+        assert _wait_for(lambda: runtime.status("killed") == "running" and pid_file.exists()), "run should start it"
         assert pid_file.read_text().strip() == str(runtime.state("killed")["pid"]), "run should write --pid-file"
         assert runtime("kill", "killed", "KILL").status == 0
         result = runtime.result(process, out, err)
