@@ -1,12 +1,15 @@
 """Celery tasks run by the node agent: thin wrappers that call the services on this node."""
 
 import logging
+import threading
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
+from django.db import close_old_connections
 
 from containers import services
+from containers.engine import events
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +64,29 @@ def restart_container(ref: str, timeout: int | None = None) -> None:
 @shared_task(name="containers.remove_container")
 def remove_container(ref: str, force: bool = False) -> None:
     services.remove_container(ref, force)
+
+
+def follow_events(stopped: threading.Event) -> None:
+    """Keep this node's Container rows in step with its engine's events, until `stopped`."""
+    root = services.engine().config.root
+    for event in events.follow(root, stopped.is_set):
+        try:
+            services.sync_container(event.id)
+        except Exception:
+            logger.exception("could not apply the engine event %s of %s", event.action, event.id[:12])
+        finally:
+            close_old_connections()
+
+
+_event_follower = threading.Event()
+
+
+@worker_ready.connect
+def _follow_events_on_start(sender: object, **kwargs: object) -> None:
+    """The node agent keeps the database in step with its node from start to shutdown."""
+    threading.Thread(target=follow_events, args=(_event_follower,), name="engine-events", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_following_events(sender: object, **kwargs: object) -> None:
+    _event_follower.set()

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from containers.engine import events
 from containers.engine.config import EngineConfig
 from containers.engine.errors import (
     AlreadyExists,
@@ -267,6 +268,7 @@ class Containers:
             except BaseException:
                 self._discard(container_id)
                 raise
+        events.append(self.config.root, "create", record.id, name=record.name, image=record.image_ref)
         return record
 
     def _generate_name(self) -> str:
@@ -355,7 +357,7 @@ class Containers:
             log_max_size=_parse_size(log.get("max-size", "20m")), log_max_files=int(log.get("max-file", 5)),
             restart_policy=policy.get("Name", "no") or "no", restart_max=int(policy.get("MaximumRetryCount") or 0),
             auto_remove=bool(hc.get("AutoRemove")), snapshotter=self.config.snapshotter,
-            snapshots_root=str(self.config.snapshots_root),
+            snapshots_root=str(self.config.snapshots_root), events_root=str(self.config.root),
         )  # fmt: skip
 
     @staticmethod
@@ -480,6 +482,7 @@ class Containers:
         if not state.running and not state.paused:
             raise Conflict(f"Cannot kill container: {record.id}: container {record.id} is not running")
         (self._dir(record.id) / MANUAL_STOP).touch()
+        events.append(self.config.root, "kill", record.id, signal=number)
         if state.paused and number == signal.SIGKILL:
             self.runtime.kill(record.id, number, all_processes=True)
         else:
@@ -493,6 +496,7 @@ class Containers:
         if not (state.running or state.paused or state.restarting):
             return False
         (directory / MANUAL_STOP).touch()
+        events.append(self.config.root, "stop", record.id)
         if state.restarting:
             self.wait(record.id, timeout=30)
             return True
@@ -526,12 +530,14 @@ class Containers:
         if state.paused:
             raise Conflict(f"Container {record.id} is already paused")
         self.runtime.pause(record.id)
+        events.append(self.config.root, "pause", record.id)
 
     def unpause(self, ref: str) -> None:
         record = self.get(ref)
         if not self.state(record.id).paused:
             raise Conflict(f"Container {record.id} is not paused")
         self.runtime.resume(record.id)
+        events.append(self.config.root, "unpause", record.id)
 
     #
     # remove and rename
@@ -556,6 +562,7 @@ class Containers:
             self.wait(record.id, timeout=30)
         with self._locked():
             self._discard(record.id)
+        events.append(self.config.root, "destroy", record.id, name=record.name)
 
     def _discard(self, container_id: str) -> None:
         directory = self._dir(container_id)
@@ -585,8 +592,9 @@ class Containers:
                         f'Conflict. The container name "/{wanted}" is already in use by container "{other.id}". '
                         "You have to remove (or rename) that container to be able to reuse that name."
                     )
-            record.name = wanted
+            old, record.name = record.name, wanted
             self._save(record)
+        events.append(self.config.root, "rename", record.id, name=wanted, oldName=f"/{old}")
 
     #
     # exec and attach

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from containers.engine import events
 from containers.engine.config import EngineConfig
 from containers.engine.engine import Engine
 from containers.engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
@@ -313,3 +314,11 @@ def test_reconcile_recovers_a_container_whose_monitor_died(engine: Engine) -> No
     state = engine.containers.state(record.id)
     assert state.running and state.pid != monitor["pid"]
     assert process_start_time(monitor["pid"]) is None, "the unsupervised process must be gone (or a zombie)"
+
+
+def test_every_change_is_an_event_in_dockers_words(engine: Engine) -> None:
+    record, _, _ = run(engine, ["sh", "-c", "exit 2"])
+    engine.containers.remove(record.id)
+    happened = [(e.action, dict(e.attributes)) for e in events.read(engine.config.root) if e.id == record.id]
+    assert [action for action, _ in happened] == ["create", "start", "die", "destroy"]
+    assert happened[2][1] == {"exitCode": "2"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -63,3 +64,25 @@ def test_a_restart_policy_is_honoured_after_the_node_agent_was_killed(agent_env:
         )  # fmt: skip
     state = engine.containers.state(container_id)
     assert state.running and state.pid != first.pid
+
+
+def test_the_database_follows_containers_through_the_engines_events(agent_env: dict[str, str]) -> None:
+    engine = node_engine(agent_env)
+    database = Path(agent_env["WEBENGINE_ROOT"]) / "webengine.sqlite3"
+
+    def row(container_id: str) -> tuple[str, int] | None:
+        with sqlite3.connect(database) as connection:
+            found = connection.execute(
+                "SELECT status, exit_code FROM containers_container WHERE id = ?", (container_id,)
+            ).fetchone()
+        return None if found is None else (found[0], found[1])
+
+    with node_agent(agent_env) as agent:
+        wait_for(lambda: (engine.config.root / "events.jsonl").exists(), 60, "the agent to follow events", agent)
+        # Neither created nor started through the services: only the engine's events tell the agent.
+        record = engine.containers.create({"Image": "busybox", "Cmd": ["sh", "-c", "sleep 0.5; exit 7"]})
+        engine.containers.start(record.id)
+        wait_for(lambda: row(record.id) == ("running", 0), 10, "the row to show the container running", agent)
+        wait_for(lambda: row(record.id) == ("exited", 7), 10, "the row to show its exit by itself", agent)
+        engine.containers.remove(record.id)
+        wait_for(lambda: row(record.id) is None, 10, "the row to go with the container", agent)

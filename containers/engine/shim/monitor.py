@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from containers.engine import events
 from containers.engine.errors import EngineError
 from containers.engine.linux.syscalls import set_child_subreaper
 from containers.engine.runtime import sync
@@ -81,6 +82,7 @@ class Config:
     auto_remove: bool = False
     snapshotter: str = "overlay"
     snapshots_root: str = ""
+    events_root: str = ""
 
 
 def _now() -> str:
@@ -273,8 +275,8 @@ class Monitor:
 
     def _loop(self) -> None:
         while not (self.done and not any(c.out for c in self.clients)):
-            for key, events in self.sel.select(timeout=1.0 if not self.done else 0.05):
-                key.data(key.fileobj, events)
+            for key, mask in self.sel.select(timeout=1.0 if not self.done else 0.05):
+                key.data(key.fileobj, mask)
             if self.done and not self.clients:
                 break
 
@@ -361,6 +363,7 @@ class Monitor:
         self.status.started_at = _now()
         self.status.finished_at = ""
         self._save()
+        self._event("start")
 
     def _watch_output(self, fd: int, stream: str) -> None:
         os.set_blocking(fd, False)
@@ -443,6 +446,11 @@ class Monitor:
         for session_pid in list(self.execs):
             self.execs[session_pid].outputs.clear()
             self._maybe_finish_exec(session_pid)
+        if self.status.oom_killed:
+            self._event("oom")
+        self._event("die", exitCode=self.status.exit_code)
+        if not restart and self.config.auto_remove:
+            self._event("destroy")
         result = {"exit_code": self.status.exit_code, "oom_killed": self.status.oom_killed}
         for waiter in self.waiters:
             _reply(waiter, result)
@@ -454,6 +462,10 @@ class Monitor:
         for client in list(self.clients):
             client.finish(protocol.EXIT, json.dumps(result).encode())
         self.done = True
+
+    def _event(self, action: str, **attributes: str | int) -> None:
+        if self.config.events_root:
+            events.append(Path(self.config.events_root), action, self.config.id, **attributes)
 
     def _should_restart(self) -> bool:
         policy, code = self.config.restart_policy, self.status.exit_code
