@@ -1,7 +1,7 @@
 """The thin syscall layer: one function per system call the engine needs and Python does not offer.
 
 Python 3.11 has no `os.mount`, `os.unshare`, `os.setns` or `os.pivot_root`, so they are called
-through ctypes here. Every call goes through `_libc_call()`, which retries on EINTR and turns a
+through ctypes here. Every call goes through `libc_call()`, which retries on EINTR and turns a
 failure into `OSError(errno, os.strerror(errno), path)`, the same exception `os` functions raise.
 
 Code above this layer does not call these functions directly: it receives a `Syscalls` object,
@@ -58,7 +58,7 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def _libc_call(name: str, *args: Any, path: StrPath | None = None) -> int:
+def libc_call(name: str, *args: Any, path: StrPath | None = None) -> int:
     """Call the libc function `name`, retrying on EINTR, and raise OSError on failure.
 
     A signal can interrupt a blocking call before it did anything (signal(7), "Interruption of
@@ -80,7 +80,7 @@ def _bytes(value: StrPath | None) -> bytes | None:
 
 def mount(source: StrPath | None, target: StrPath, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     """Attach a filesystem, a bind mount or a propagation change to `target` (mount(2))."""
-    _libc_call(
+    libc_call(
         "mount",
         ctypes.c_char_p(_bytes(source)),
         ctypes.c_char_p(_bytes(target)),
@@ -93,7 +93,7 @@ def mount(source: StrPath | None, target: StrPath, fstype: str | None, flags: in
 
 def umount2(target: StrPath, flags: int = 0) -> None:
     """Detach the topmost mount at `target` (umount2(2))."""
-    _libc_call("umount2", ctypes.c_char_p(_bytes(target)), ctypes.c_int(flags), path=target)
+    libc_call("umount2", ctypes.c_char_p(_bytes(target)), ctypes.c_int(flags), path=target)
 
 
 def unshare(flags: int) -> None:
@@ -101,12 +101,12 @@ def unshare(flags: int) -> None:
 
     CLONE_NEWPID affects only children created afterwards, so callers fork after it.
     """
-    _libc_call("unshare", ctypes.c_int(flags))
+    libc_call("unshare", ctypes.c_int(flags))
 
 
 def setns(fd: int, nstype: int = 0) -> None:
     """Join the namespace that `fd` (an open /proc/<pid>/ns/* file) refers to (setns(2))."""
-    _libc_call("setns", ctypes.c_int(fd), ctypes.c_int(nstype))
+    libc_call("setns", ctypes.c_int(fd), ctypes.c_int(nstype))
 
 
 def pivot_root(new_root: StrPath, put_old: StrPath) -> None:
@@ -118,7 +118,7 @@ def pivot_root(new_root: StrPath, put_old: StrPath) -> None:
     number = _SYS_PIVOT_ROOT.get(platform.machine())
     if number is None:
         raise OSError(errno.ENOSYS, f"pivot_root: unknown syscall number on {platform.machine()}")
-    _libc_call(
+    libc_call(
         "syscall",
         ctypes.c_long(number),
         ctypes.c_char_p(_bytes(new_root)),
@@ -136,7 +136,7 @@ def set_child_subreaper() -> None:
     A monitor needs this: the runtime forks the container's init from an intermediate process
     that exits, and without it the container would be reparented away from its monitor.
     """
-    _libc_call("prctl", ctypes.c_int(_PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), ctypes.c_ulong(0),
+    libc_call("prctl", ctypes.c_int(_PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), ctypes.c_ulong(0),
                ctypes.c_ulong(0), ctypes.c_ulong(0))
 
 

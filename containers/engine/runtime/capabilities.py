@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import errno
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from containers.engine.errors import InvalidArgument, NotFound
+from containers.engine.linux.syscalls import libc_call
 
 # <linux/capability.h>, in bit order: the name at index n is capability number n.
 _NAMES = (
@@ -89,29 +87,10 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def _libc_call(name: str, *args: Any) -> int:
-    """Call the libc function `name`, retrying on EINTR, and raise OSError on failure.
-
-    A signal can interrupt a call before it did anything (signal(7), "Interruption of system
-    calls"); retrying is what the `os` module does too (PEP 475).
-    """
-    function = getattr(_libc, name)
-    while True:
-        result = function(*args)
-        if result != -1:
-            return int(result)
-        err = ctypes.get_errno()
-        if err != errno.EINTR:
-            raise OSError(err, os.strerror(err))
-
-
 def _prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
     """Call prctl(2); the unused arguments are passed as zero, which some options require."""
     unused = ctypes.c_ulong(0)
-    return _libc_call("prctl", ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), unused, unused)
+    return libc_call("prctl", ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), unused, unused)
 
 
 def _mask(numbers: Iterable[int]) -> int:
@@ -125,7 +104,7 @@ def _capget() -> tuple[int, int, int]:
     """Return the calling thread's (effective, permitted, inheritable) masks (capget(2))."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    _libc_call("capget", ctypes.byref(header), data)
+    libc_call("capget", ctypes.byref(header), data)
     low, high = data
     return (
         low.effective | high.effective << 32,
@@ -143,7 +122,7 @@ def _capset(effective: int, permitted: int, inheritable: int) -> None:
         data[half].effective = (effective >> shift) & 0xFFFFFFFF
         data[half].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[half].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _libc_call("capset", ctypes.byref(header), data)
+    libc_call("capset", ctypes.byref(header), data)
 
 
 def capability_numbers(names: Iterable[str]) -> set[int]:

@@ -20,22 +20,10 @@ from containers.engine.runtime.cgroups.devices import (
     rule_lines_v1,
 )
 from containers.engine.runtime.cgroups.io import weight_to_io_weight
+from containers.engine.runtime.spec import DEFAULT_DEVICE_RULES
 
-# Docker's default device rules, as moby's DefaultLinuxSpec writes them into config.json.
-DOCKER_DEVICES = [
-    {"allow": False, "access": "rwm"},
-    {"allow": True, "type": "c", "access": "m"},
-    {"allow": True, "type": "b", "access": "m"},
-    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
-]
+# Docker's default device rules, as the engine writes them into every config.json.
+DOCKER_DEVICES = DEFAULT_DEVICE_RULES
 
 CHAR, BLOCK = BPF_DEVCG_DEV_CHAR, BPF_DEVCG_DEV_BLOCK
 READ, WRITE, MKNOD = BPF_DEVCG_ACC_READ, BPF_DEVCG_ACC_WRITE, BPF_DEVCG_ACC_MKNOD
