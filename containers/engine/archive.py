@@ -36,7 +36,7 @@ def tar_directory(root: Path, out: BinaryIO) -> None:
     links (LNKTYPE to the first name), symlinks, devices and fifos are kept; sockets are skipped,
     as a tar cannot hold them.
     """
-    with _TarWriter(root, out) as writer:
+    with TarWriter(root, out) as writer:
         for name, st in walk_tree(root):
             writer.add(name, st)
 
@@ -48,7 +48,7 @@ def diff_upper(upper: Path, out: BinaryIO) -> None:
     with `trusted.overlay.opaque=y` becomes the directory followed by `<dir>/.wh..wh..opq`;
     overlayfs' own `trusted.overlay.*` xattrs are not emitted.
     """
-    with _TarWriter(upper, out) as writer:
+    with TarWriter(upper, out) as writer:
         for name, st in walk_tree(upper):
             if is_whiteout(st):
                 writer.add_whiteout(name, st)
@@ -104,7 +104,7 @@ def is_opaque(path: Path) -> bool:
         raise
 
 
-class _TarWriter:
+class TarWriter:
     """A PAX tar stream of one tree, remembering inodes already written to emit hard links."""
 
     def __init__(self, root: Path, out: BinaryIO) -> None:
@@ -112,7 +112,7 @@ class _TarWriter:
         self._tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
         self._inodes: dict[tuple[int, int], str] = {}
 
-    def __enter__(self) -> _TarWriter:
+    def __enter__(self) -> TarWriter:
         return self
 
     def __exit__(

@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 
 from containers.engine import events
-from containers.engine.config import EngineConfig
 from containers.engine.engine import Engine
 from containers.engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from containers.engine.images.busybox import create_busybox_image
 from containers.engine.lifecycle import Record
 from containers.engine.runtime.state import process_start_time
 from containers.engine.shim.logfile import read_log
 from tests.conftest import has_feature
+from tests.engine.conftest import busybox_engine
 
 pytestmark = pytest.mark.requires("root", "overlayfs", "busybox")
 
@@ -31,15 +30,8 @@ def engine(request: pytest.FixtureRequest, state_root: Path) -> Iterator[Engine]
     """An engine over our runtime, and over runc: the setting swaps them and nothing else changes."""
     if request.param == "runc" and not has_feature("runc"):
         pytest.skip("needs runc")
-    config = EngineConfig(root=state_root, cgroup_parent=os.environ["WEBENGINE_CGROUP_PARENT"], runtime=request.param)
-    engine = Engine(config)
-    create_busybox_image(engine.images)
-    try:
+    with busybox_engine(state_root, runtime=request.param) as engine:
         yield engine
-    finally:
-        for record in engine.containers.list():
-            engine.containers.remove(record.id, force=True)
-        engine.containers.shim.shutdown()
 
 
 def run(engine: Engine, cmd: list[str], timeout: float = 20, **host_config: object) -> tuple[Record, int, str]:

@@ -56,7 +56,7 @@ def apply_layer(root: Path, stream: BinaryIO, *, overlay_whiteouts: bool) -> int
     """
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        applier = _Applier(root_fd, overlay_whiteouts)
+        applier = Applier(root_fd, overlay_whiteouts)
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
                 applier.apply(member, archive)
@@ -84,7 +84,7 @@ def clean_path(name: str) -> list[str]:
     return parts
 
 
-class _Applier:
+class Applier:
     """The state of one layer being applied: the root, what was written, and directory times to set last."""
 
     def __init__(self, root_fd: int, overlay_whiteouts: bool) -> None:
