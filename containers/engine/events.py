@@ -1,7 +1,8 @@
 """The node's event log: one JSON line an event, appended by whoever changes a container.
 
-Monitors append `start`, `die` (with the exit code), `oom` and `restart`; the lifecycle appends
-`create`, `destroy`, `kill`, `stop`, `pause`, `unpause` and `rename`. Each line is written with
+Monitors append `start`, `die` (with the exit code), `oom` and `destroy` (with --rm); the
+lifecycle appends `create`, `destroy`, `kill`, `stop`, `pause`, `unpause` and `rename`; the
+container filesystem verbs `commit`, `export`, `archive-path`, `extract-to-dir` and `top`. Each line is written with
 one O_APPEND write(2), so lines from many processes never interleave. The node agent follows the
 log to keep the database in step, and the Docker API's /events reads it (Docker's event names).
 """
