@@ -15,7 +15,8 @@ import pytest
 
 # tests/settings.py makes the session's root when pytest-django loads it, before this module; without
 # Django (-p no:django), it is made here.
-os.environ.setdefault("WEBENGINE_TEST_ROOT", tempfile.mkdtemp(prefix="webengine-test-", dir="/tmp"))
+if "WEBENGINE_TEST_ROOT" not in os.environ:
+    os.environ["WEBENGINE_TEST_ROOT"] = tempfile.mkdtemp(prefix="webengine-test-", dir="/tmp")
 SESSION_ROOT = Path(os.environ["WEBENGINE_TEST_ROOT"])
 # Containers of this session live in cgroups below this parent, in every hierarchy.
 CGROUP_PARENT = os.environ.setdefault("WEBENGINE_CGROUP_PARENT", SESSION_ROOT.name)

@@ -7,7 +7,8 @@ Subprocesses (a node agent, a server) inherit `WEBENGINE_TEST_ROOT` and so share
 import os
 import tempfile
 
-os.environ.setdefault("WEBENGINE_TEST_ROOT", tempfile.mkdtemp(prefix="webengine-test-", dir="/tmp"))
+if "WEBENGINE_TEST_ROOT" not in os.environ:
+    os.environ["WEBENGINE_TEST_ROOT"] = tempfile.mkdtemp(prefix="webengine-test-", dir="/tmp")
 os.environ["WEBENGINE_ROOT"] = os.path.join(os.environ["WEBENGINE_TEST_ROOT"], "state")
 os.environ.setdefault("REDIS_URL", f"unix://{os.environ['WEBENGINE_TEST_ROOT']}/redis.sock")
 os.environ.setdefault("NODE_NAME", "test")
