@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from containers.conf import engine_config
+from containers.engine import container_fs
 from containers.engine.engine import Engine
 from containers.engine.images import archive, busybox, importer
 from containers.engine.images.reference import parse_reference
@@ -108,8 +110,8 @@ def tag_image(source: str, target: str) -> StoredImage:
     return image
 
 
-def remove_image(ref: str, force: bool = False) -> list[dict[str, str]]:
-    result = engine().images.remove(ref, force=force)
+def remove_image(ref: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+    result = engine().images.remove(ref, force=force, prune=prune)
     sync_images()
     return result
 
@@ -140,6 +142,9 @@ def sync_container(ref: str) -> Container | None:
         Container.objects.filter(id=ref).delete()
         return None
     state = containers.state(record.id)
+    # Names are unique among the engine's containers: a row with this name and another ID is a
+    # container that went while nobody synced (one removed by --rm at its exit), so it goes too.
+    Container.objects.filter(node=settings.NODE_NAME, name=record.name).exclude(id=record.id).delete()
     row, _ = Container.objects.update_or_create(
         id=record.id,
         defaults={
@@ -176,9 +181,9 @@ def start_container(ref: str, attach: dict[str, bool] | None = None) -> Stream |
         sync_container(ref)
 
 
-def stop_container(ref: str, timeout: int | None = None) -> bool:
+def stop_container(ref: str, timeout: int | None = None, signal: str | None = None) -> bool:
     try:
-        return engine().containers.stop(ref, timeout)
+        return engine().containers.stop(ref, timeout, signal)
     finally:
         sync_container(ref)
 
@@ -206,6 +211,12 @@ def unpause_container(ref: str) -> None:
     sync_container(ref)
 
 
+def rename_container(ref: str, name: str) -> None:
+    record = engine().containers.get(ref)
+    engine().containers.rename(record.id, name)
+    sync_container(record.id)
+
+
 def remove_container(ref: str, force: bool = False) -> None:
     record = engine().containers.get(ref)
     engine().containers.remove(record.id, force=force)
@@ -224,6 +235,45 @@ def reconcile_node() -> list[str]:
     sync_images()
     sync_containers()
     return done
+
+
+#
+# Container filesystems and processes: docker diff, commit, export, cp, top, stats
+#
+
+
+def container_changes(ref: str) -> list[tuple[str, str]]:
+    return container_fs.changes(engine().containers, ref)
+
+
+def commit_container(
+    ref: str, repo_tag: str | None, *, author: str = "", message: str = "", changes: list[str], pause: bool = True
+) -> StoredImage:
+    image = container_fs.commit(
+        engine().containers, ref, repo_tag, author=author, message=message, changes=changes, pause=pause
+    )
+    sync_images()
+    return image
+
+
+def export_container(ref: str, out: BinaryIO) -> None:
+    container_fs.export(engine().containers, ref, out)
+
+
+def archive_get(ref: str, path: str) -> tuple[dict[str, Any], Iterator[bytes]]:
+    return container_fs.archive_get(engine().containers, ref, path)
+
+
+def archive_put(ref: str, path: str, stream: BinaryIO, no_overwrite_dir_non_dir: bool = False) -> None:
+    container_fs.archive_put(engine().containers, ref, path, stream, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
+
+
+def container_top(ref: str, ps_args: str = "-ef") -> dict[str, Any]:
+    return container_fs.top(engine().containers, ref, ps_args)
+
+
+def container_stats(ref: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    return container_fs.stats(engine().containers, ref, previous)
 
 
 #

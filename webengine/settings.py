@@ -208,6 +208,13 @@ if CONTAINERS_ENGINE["SNAPSHOTTER"] not in ("overlay", "native"):
     )
 
 #
+# Docker Engine API (`manage.py dockerapi`): a root-only unix socket, and TCP on 127.0.0.1 with a token
+#
+
+DOCKER_API_SOCKET = envpath("WEBENGINE_DOCKER_SOCKET", "/run/webengine/docker.sock")
+DOCKER_API_PORT = envint("WEBENGINE_DOCKER_PORT", 2375, minimum=0, maximum=65535)
+
+#
 # Auth, i18n, static files
 #
 

@@ -63,10 +63,11 @@ def test_run_serves_the_dashboard_and_healthz_then_stops_cleanly(state_root: Pat
     assert again.returncode == 0 and "busybox:latest is present" in again.stdout
     assert "created admin" not in again.stdout, "bootstrap must be idempotent"
 
-    port = free_port()
+    port, docker_port, docker_socket = free_port(), free_port(), state_root / "docker.sock"
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port)], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--docker-port", str(docker_port),
+         "--docker-socket", str(docker_socket)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -75,8 +76,11 @@ def test_run_serves_the_dashboard_and_healthz_then_stops_cleanly(state_root: Pat
         assert [c["status"] for c in body["checks"].values()] == ["ok", "ok", "ok"]
         status, page = _get(base + "/login/")
         assert status == 200 and b"Log in" in page
+        wait_for(docker_socket.exists, 30, "the Docker API's socket", server)
+        status, version = _get(f"http://127.0.0.1:{docker_port}/version")
+        assert status == 200 and json.loads(version)["ApiVersion"] == "1.51"
         children = _children(server.pid)
-        assert len(children) == 3, "serve should run redis, the node agent and web"
+        assert len(children) == 4, "serve should run redis, the node agent, web and the Docker API"
     finally:
         code = stop(server, signal.SIGINT, timeout=40)
     assert code == 0, server.stdout.read().decode()[-2000:] if server.stdout else ""

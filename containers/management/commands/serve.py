@@ -17,16 +17,21 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 class Command(BaseCommand):
     help = (
-        "Start web (Daphne), this node's agent (a Celery worker on queue node.<NODE_NAME>) and, when REDIS_URL "
-        "is not set, a private redis-server on a root-only unix socket. Ctrl-C stops them in reverse order."
+        "Start web (Daphne), this node's agent (a Celery worker on queue node.<NODE_NAME>), the Docker Engine API "
+        "and, when REDIS_URL is not set, a private redis-server on a root-only unix socket. Ctrl-C stops them in "
+        "reverse order."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default=os.environ.get("WEBENGINE_BIND", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("WEBENGINE_PORT", "8000")))
         parser.add_argument("--concurrency", type=int, default=2, help="worker processes of the node agent")
+        parser.add_argument("--docker-socket", default=str(settings.DOCKER_API_SOCKET), help="the Docker API's socket")
+        parser.add_argument("--docker-port", type=int, default=settings.DOCKER_API_PORT, help="its TCP port (0: none)")
 
-    def handle(self, *args: Any, bind: str, port: int, concurrency: int, **options: Any) -> None:
+    def handle(
+        self, *args: Any, bind: str, port: int, concurrency: int, docker_socket: str, docker_port: int, **options: Any
+    ) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.stopping = False
         signal.signal(signal.SIGINT, self._on_signal)
@@ -42,7 +47,11 @@ class Command(BaseCommand):
             )
             web = [sys.executable, "-m", "daphne", "-b", bind, "-p", str(port), "webengine.asgi:application"]
             self._start("web", web)
+            manage = str(settings.BASE_DIR / "manage.py")
+            docker_api = ["dockerapi", "--socket", docker_socket, "--port", str(docker_port)]
+            self._start("docker-api", [sys.executable, manage, *docker_api])
             self.stdout.write(self.style.SUCCESS(f"webengine is serving http://{bind}:{port}/ (Ctrl-C stops it)"))
+            self.stdout.write(f"docker CLI: DOCKER_HOST=unix://{docker_socket} docker ps")
             self._supervise()
         finally:
             self._stop_all()

@@ -1,0 +1,175 @@
+"""Listen for the Docker Engine API: on a unix socket (trusted) and on TCP 127.0.0.1 (with a token).
+
+The unix socket is made mode 0600, so only root reaches it, as only root (and the docker group)
+reaches /run/docker.sock; requests on it need no token. Every request on TCP needs
+`Authorization: Bearer <token>` (see auth.py), or gets 401, except `/_ping` and `/version`:
+clients negotiate the API version before they send anything else, and docker-py does it in its
+constructor, before a caller can add the header.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from django.db import connections
+
+from containers.dockerapi import auth, container_fs_routes, container_routes, exec_routes, image_routes, system_routes
+from containers.dockerapi.httpserver import ApiError, Connection, Reply, Request
+from containers.dockerapi.router import Router, parse_target
+
+logger = logging.getLogger(__name__)
+
+_UNAUTHORIZED = (
+    "authentication required: send `Authorization: Bearer <token>` (make the token with `manage.py dockerapi_token`; "
+    'the docker CLI sends it from "HttpHeaders" in config.json)'
+)
+
+_OPEN = {"/_ping", "/version"}
+
+# Docker routes this server does not have yet: 501 and what is missing, never a silent 404.
+UNIMPLEMENTED = [
+    ("POST", r"/containers/[^/]+/update", "docker update"),
+    ("POST", r"/containers/prune", "docker container prune"),
+    ("GET", r"/containers/[^/]+/attach/ws", "attach over a websocket"),
+    ("POST", r"/build", "docker build"),
+    ("POST", r"/build/prune", "docker builder prune"),
+    ("GET", r"/images/get", "docker save"),
+    ("GET", r"/images/.+/get", "docker save"),
+    ("POST", r"/images/load", "docker load"),
+    ("POST", r"/images/.+/push", "docker push (it comes with the registry issue)"),
+    ("GET", r"/images/.+/history", "docker history"),
+    ("GET", r"/images/search", "docker search (it comes with the registry issue)"),
+    ("POST", r"/images/prune", "docker image prune"),
+    ("GET", r"/system/df", "docker system df"),
+    ("POST", r"/auth", "docker login (it comes with the registry issue)"),
+    ("GET", r"/distribution/.+/json", "registry lookups (they come with the registry issue)"),
+    ("*", r"/networks(/.*)?", "networks (they come with the networking issue)"),
+    ("*", r"/volumes(/.*)?", "named volumes"),
+    ("*", r"/plugins(/.*)?", "plugins"),
+    ("*", r"/(swarm|services|nodes|tasks|secrets|configs)(/.*)?", "swarm mode"),
+]
+
+
+def build_router() -> Router:
+    routes = [
+        *system_routes.ROUTES,
+        *container_routes.ROUTES,
+        *container_fs_routes.ROUTES,
+        *exec_routes.ROUTES,
+        *image_routes.ROUTES,
+    ]
+    return Router(routes, UNIMPLEMENTED)
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _UnixServer | _TCPServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        if sock.family != socket.AF_UNIX:
+            # Small writes (frames, chunks) go out at once instead of waiting for an ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            Connection(sock, self.server.dispatch, parse_target).serve()
+        except Exception:
+            logger.exception("docker API connection failed")
+        finally:
+            connections.close_all()
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, path: Path, dispatch: Callable[[Request], Reply]) -> None:
+        self.dispatch = dispatch
+        super().__init__(str(path), _Handler, bind_and_activate=False)
+
+    def server_bind(self) -> None:
+        # Created 0600 from the start (umask), not chmod-ed after a window where others could connect.
+        previous = os.umask(0o177)
+        try:
+            super().server_bind()
+        finally:
+            os.umask(previous)
+
+
+class _TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], dispatch: Callable[[Request], Reply]) -> None:
+        self.dispatch = dispatch
+        super().__init__(address, _Handler, bind_and_activate=False)
+
+
+def _in_use(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+class DockerApiServer:
+    """The API on `socket_path` and on `host:port` (either may be None); `start()` returns once both listen."""
+
+    def __init__(self, socket_path: Path | None, port: int | None, token_root: Path, host: str = "127.0.0.1") -> None:
+        self.socket_path = socket_path
+        self.port = port
+        self.host = host
+        self.token_root = token_root
+        self.router = build_router()
+        self.servers: list[socketserver.BaseServer] = []
+
+    def _dispatch(self, trusted: bool) -> Callable[[Request], Reply]:
+        def dispatch(request: Request) -> Reply:
+            if not (trusted or request.path in _OPEN or self._authorized(request)):
+                raise ApiError(401, _UNAUTHORIZED)
+            return self.router.dispatch(request)
+
+        return dispatch
+
+    def _authorized(self, request: Request) -> bool:
+        return auth.authorized(self.token_root, request.headers.get("authorization", ""))
+
+    def start(self) -> None:
+        if self.socket_path is not None:
+            if self.socket_path.exists():
+                if _in_use(self.socket_path):
+                    raise OSError(f"{self.socket_path}: another server is listening there")
+                self.socket_path.unlink()
+            self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            unix = _UnixServer(self.socket_path, self._dispatch(trusted=True))
+            self._activate(unix)
+        if self.port is not None:
+            tcp = _TCPServer((self.host, self.port), self._dispatch(trusted=False))
+            self._activate(tcp)
+            self.port = tcp.server_address[1]
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, name=f"listen {server.server_address}", daemon=True).start()
+
+    def _activate(self, server: _UnixServer | _TCPServer) -> None:
+        try:
+            server.server_bind()
+            server.server_activate()
+        except BaseException:
+            server.server_close()
+            raise
+        self.servers.append(server)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+        self.servers.clear()
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
