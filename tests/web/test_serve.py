@@ -26,6 +26,17 @@ def _get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
+def _command_lines() -> list[str]:
+    lines = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                lines.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, NotADirectoryError):
+            continue
+    return lines
+
+
 def _children(pid: int) -> set[int]:
     found = set()
     for entry in os.listdir("/proc"):
@@ -81,8 +92,12 @@ def test_run_serves_the_dashboard_and_healthz_then_stops_cleanly(state_root: Pat
         assert status == 200 and json.loads(version)["ApiVersion"] == "1.51"
         children = _children(server.pid)
         assert len(children) == 4, "serve should run redis, the node agent, web and the Docker API"
+        hello = manage("container", "run", "--rm", "busybox", "echo", "hello")
+        assert hello.stdout == "hello\n", hello.stderr
     finally:
         code = stop(server, signal.SIGINT, timeout=40)
     assert code == 0, server.stdout.read().decode()[-2000:] if server.stdout else ""
     leftover = [pid for pid in children if os.path.exists(f"/proc/{pid}")]
     assert not leftover, f"Ctrl-C must stop everything serve started; still running: {leftover}"
+    shim = str(state_root / "run" / "shim.sock")
+    assert not [line for line in _command_lines() if shim in line], "the shim server must stop with serve"

@@ -14,6 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from containers import services
+
 
 class Command(BaseCommand):
     help = (
@@ -106,3 +108,7 @@ class Command(BaseCommand):
                     process.wait()
             self.stdout.write(f"stopped {name}")
         self.children.clear()
+        # The shim server was started on demand by the node agent or the Docker API. Running
+        # containers do not need it (their monitors are detached from it); the next start
+        # brings it back.
+        services.engine().containers.shim.shutdown()
