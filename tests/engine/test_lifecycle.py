@@ -314,3 +314,12 @@ def test_every_change_is_an_event_in_dockers_words(engine: Engine) -> None:
     happened = [(e.action, dict(e.attributes)) for e in events.read(engine.config.root) if e.id == record.id]
     assert [action for action, _ in happened] == ["create", "start", "die", "destroy"]
     assert happened[2][1] == {"exitCode": "2"}
+
+
+def test_a_removed_container_that_could_not_start_says_so_in_the_events(engine: Engine) -> None:
+    record = engine.containers.create({"Image": "busybox", "Cmd": ["nosuchcommand"]}, {"AutoRemove": True})
+    with pytest.raises(Exception, match="executable file not found"):
+        engine.containers.start(record.id)
+    with pytest.raises(NotFound):
+        engine.containers.get(record.id)
+    assert [e.action for e in events.read(engine.config.root) if e.id == record.id] == ["create", "destroy"]

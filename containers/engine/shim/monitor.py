@@ -261,8 +261,11 @@ class Monitor:
         except StartError as err:
             self.status.status, self.status.error, self.status.exit_code = "exited", str(err), err.exit_code
             self._save()
-            _reply(conn, {"error": str(err), "exit_code": self.status.exit_code})
+            # Released (and with --rm removed) before the caller hears of it, as after an exit.
             self._release()
+            if self.config.auto_remove:
+                self._event("destroy")
+            _reply(conn, {"error": str(err), "exit_code": self.status.exit_code})
             path.unlink(missing_ok=True)
             return
         _reply(conn, {"pid": self.status.pid, "monitor_pid": os.getpid(), "tty": self.config.tty})
