@@ -22,9 +22,11 @@ def busybox_engine(root: Path, runtime: str = "native") -> Iterator[Engine]:
     try:
         yield engine
     finally:
-        for record in engine.containers.list():
-            engine.containers.remove(record.id, force=True)
-        engine.containers.shim.shutdown()
+        try:
+            for record in engine.containers.list():
+                engine.containers.remove(record.id, force=True)
+        finally:
+            engine.containers.shim.shutdown()
 
 
 @pytest.fixture
