@@ -42,6 +42,7 @@ from typing import Any
 import pyseccomp as seccomp
 
 from containers.engine.errors import FailedPrecondition, InvalidArgument, Unavailable
+from containers.engine.linux.syscalls import libc_call
 from containers.engine.runtime.capabilities import canonical_name
 
 Profile = Mapping[str, Any]
@@ -346,11 +347,14 @@ class CompiledFilter:
         instructions = len(self.program) // 8
         buffer = ctypes.create_string_buffer(self.program)
         prog = _SockFprog(instructions, ctypes.cast(buffer, ctypes.c_void_p))
-        if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
-            err = ctypes.get_errno()
-            if err == errno.EACCES:
-                raise FailedPrecondition("seccomp filter: cannot be loaded without no_new_privs or CAP_SYS_ADMIN")
-            raise OSError(err, os.strerror(err))
+        try:
+            libc_call("prctl", ctypes.c_int(_PR_SET_SECCOMP), ctypes.c_ulong(_SECCOMP_MODE_FILTER),
+                      ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))  # fmt: skip
+        except OSError as err:
+            if err.errno == errno.EACCES:
+                message = "seccomp filter: cannot be loaded without no_new_privs or CAP_SYS_ADMIN"
+                raise FailedPrecondition(message) from err
+            raise
 
 
 class _SockFprog(ctypes.Structure):
@@ -359,7 +363,6 @@ class _SockFprog(ctypes.Structure):
 
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _compiled: dict[str, CompiledFilter] = {}
 
 

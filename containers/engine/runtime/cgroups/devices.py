@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from containers.engine.linux.syscalls import libc_call
+
 from .common import DeviceRule, Resources, write
 
 Attach = Callable[[Path, bytes], None]
@@ -157,7 +159,6 @@ BPF_F_ALLOW_MULTI = 2
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 _MAX_PROGRAMS = 64
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 def attach_program(path: Path, instructions: bytes) -> None:
@@ -234,10 +235,7 @@ def _bpf_call(command: int, attr: ctypes.Array[ctypes.c_char]) -> int:
     number = _SYS_BPF.get(platform.machine())
     if number is None:
         raise OSError(errno.ENOSYS, f"bpf: unknown syscall number on {platform.machine()}")
-    while True:
-        result = _libc.syscall(ctypes.c_long(number), ctypes.c_int(command), attr, ctypes.c_uint(len(attr)))
-        if result >= 0:
-            return int(result)
-        err = ctypes.get_errno()
-        if err != errno.EINTR:
-            raise OSError(err, f"bpf command {command}: {os.strerror(err)}")
+    try:
+        return libc_call("syscall", ctypes.c_long(number), ctypes.c_int(command), attr, ctypes.c_uint(len(attr)))
+    except OSError as err:
+        raise OSError(err.errno, f"bpf command {command}: {err.strerror}") from None
