@@ -72,3 +72,13 @@ class InvalidStateTransition(FailedPrecondition):
         super().__init__(f"{subject}: cannot move from {from_} to {to}")
         self.from_ = from_
         self.to = to
+
+
+class DockerfileError(InvalidArgument):
+    """A Dockerfile that does not parse, with the lines at fault when known (BuildKit's wording)."""
+
+    def __init__(self, message: str, line_start: int = 0, line_end: int = 0) -> None:
+        self.message = message
+        self.line_start = line_start
+        self.line_end = line_end or line_start
+        super().__init__(f"dockerfile parse error on line {line_start}: {message}" if line_start else message)

@@ -21,6 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+from containers.engine.build.expand import ShellLex
 from containers.engine.content.store import ContentStore, Writer
 from containers.engine.errors import InvalidArgument
 from containers.engine.images.config import ContainerConfig, Healthcheck, History, ImageConfig, format_time
@@ -322,68 +323,6 @@ _HANDLERS: dict[str, Callable[[ContainerConfig, str], ContainerConfig]] = {
 # Words
 
 
-_VARIABLE = re.compile(r"(?<!\\)\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}"
-                       r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
-
-
-def _expand(text: str, env: dict[str, str]) -> str:
-    """Expand `$VAR`, `${VAR}`, `${VAR:-default}` and `${VAR:+alternative}`."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match["braced"] or match["plain"]
-        value = env.get(name, "")
-        if match["op"] == "-":
-            return value or match["word"]
-        if match["op"] == "+":
-            return match["word"] if value else ""
-        return value
-
-    return _VARIABLE.sub(substitute, text)
-
-
 def _words(text: str, env: dict[str, str]) -> list[str]:
-    """Split like a Dockerfile: whitespace separates, quotes group, `\\` escapes; `'…'` is not expanded."""
-    words: list[str] = []
-    current: list[str] = []
-    in_word = False
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char.isspace():
-            if in_word:
-                words.append("".join(current))
-                current, in_word = [], False
-            i += 1
-            continue
-        in_word = True
-        if char == "\\" and i + 1 < len(text):
-            current.append(text[i + 1])
-            i += 2
-        elif char in "'\"":
-            end = _closing_quote(text, i)
-            quoted = text[i + 1 : end]
-            current.append(quoted if char == "'" else re.sub(r"\\([\\\"$])", r"\1", _expand(quoted, env)))
-            i = end + 1
-        else:
-            end = i
-            while end < len(text) and not text[end].isspace() and text[end] not in "'\"\\":
-                end += 1
-            current.append(_expand(text[i:end], env))
-            i = end
-    if in_word:
-        words.append("".join(current))
-    return words
-
-
-def _closing_quote(text: str, start: int) -> int:
-    """Return the index of the quote closing the one at `start`; inside `"…"`, `\\"` does not close."""
-    quote = text[start]
-    i = start + 1
-    while i < len(text):
-        if quote == '"' and text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == quote:
-            return i
-        i += 1
-    raise InvalidArgument(f"unexpected end of statement while looking for matching {quote}")
+    """Split like a Dockerfile: whitespace separates, quotes group, `\\` escapes, variables expand."""
+    return ShellLex().process_words(text, env)

@@ -1,0 +1,1 @@
+"""Build images from Dockerfiles: parser, instructions, expansion, context and the builder."""
