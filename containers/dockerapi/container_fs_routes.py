@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import threading
@@ -12,6 +11,7 @@ from collections.abc import Callable, Generator
 from typing import Any, BinaryIO
 
 from containers import services
+from containers.dockerapi import scoping
 from containers.dockerapi.httpserver import ApiError, Reply, Request, Response, Streamed, json_response
 from containers.dockerapi.router import Route, route
 
@@ -38,12 +38,12 @@ def commit(request: Request) -> Reply:
     image = services.commit_container(
         container, f"{repository}:{tag}" if repository and tag else repository or None,
         author=request.arg("author"), message=request.arg("comment"), changes=request.query.get("changes", []),
-        pause=request.flag("pause", default=True),
+        pause=request.flag("pause", default=True), team=scoping.owner(request),
     )  # fmt: skip
     return json_response({"Id": image.id}, status=201)
 
 
-def _piped(write: Callable[[BinaryIO], None]) -> Generator[bytes, None, None]:
+def piped(write: Callable[[BinaryIO], None]) -> Generator[bytes, None, None]:
     """Yield what `write` writes to a file, from a thread: the engine writes tars, the response streams chunks."""
     read_fd, write_fd = os.pipe()
     failure: list[BaseException] = []
@@ -70,7 +70,7 @@ def _piped(write: Callable[[BinaryIO], None]) -> Generator[bytes, None, None]:
 
 def export(request: Request) -> Reply:
     container_id = services.engine().containers.resolve(request.params["id"])
-    return Streamed(_piped(lambda out: services.export_container(container_id, out)), TAR)
+    return Streamed(piped(lambda out: services.export_container(container_id, out)), TAR)
 
 
 def _stat_header(stat: dict[str, Any]) -> tuple[str, str]:
@@ -94,7 +94,7 @@ def archive_get(request: Request) -> Reply:
 
 def archive_put(request: Request) -> Reply:
     services.archive_put(
-        request.params["id"], _path(request), io.BytesIO(request.body),
+        request.params["id"], _path(request), request.stream,
         no_overwrite_dir_non_dir=request.flag("noOverwriteDirNonDir"),
     )  # fmt: skip
     return Response(200)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from containers import services
-from containers.dockerapi import streams
+from containers.dockerapi import image_routes, streams
 from containers.dockerapi.httpserver import (
     ApiError,
     Hijack,
@@ -39,8 +39,10 @@ ID = r"(?P<id>[^/]+)"
 _STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 _LIST_FILTERS = {"status", "name", "id", "label", "exited", "ancestor"}
 _DOCKER_LIST_FILTERS = {"before", "since", "volume", "network", "publish", "expose", "health", "is-task"}
+_PRUNE_FILTERS = {"until", "label", "label!"}
 _WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 _PIPES_GRACE_S = 5.0
+_SHM_SIZE = 64 * 1024 * 1024
 
 
 def _containers() -> Containers:
@@ -108,6 +110,7 @@ def _network_mode(host_config: dict[str, Any]) -> str:
 
 
 def _mounts(host_config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return inspect's Mounts: the -v binds, then the --mount ones (moby lists --tmpfs under HostConfig only)."""
     mounts = []
     for bind in host_config.get("Binds") or []:
         source, destination, *rest = bind.split(":")
@@ -115,6 +118,14 @@ def _mounts(host_config: dict[str, Any]) -> list[dict[str, Any]]:
         mounts.append({
             "Type": "bind", "Source": source, "Destination": destination, "Mode": rest[0] if rest else "",
             "RW": "ro" not in options, "Propagation": "rprivate",
+        })  # fmt: skip
+    for mount in host_config.get("Mounts") or []:
+        propagation = ""
+        if mount.get("Type") == "bind":
+            propagation = (mount.get("BindOptions") or {}).get("Propagation") or "rprivate"
+        mounts.append({
+            "Type": mount.get("Type"), "Source": mount.get("Source") or "", "Destination": mount.get("Target"),
+            "Mode": "", "RW": not mount.get("ReadOnly"), "Propagation": propagation,
         })  # fmt: skip
     return mounts
 
@@ -146,7 +157,8 @@ def _listed(record: Record, state: State, filters: dict[str, list[str]]) -> bool
     labels = record.config.get("Labels") or {}
     checks: dict[str, Callable[[str], bool]] = {
         "status": lambda v: v == state.status,
-        "name": lambda v: _match([v], "/" + record.name),
+        # moby matches the name with and without its slash: `name=^web$` and `name=^/web$` both find /web.
+        "name": lambda v: _match([v], "/" + record.name) or _match([v], record.name),
         "id": lambda v: _match([v], record.id),
         "label": lambda v: labels.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in labels,
         "exited": lambda v: state.status == "exited" and str(state.exit_code) == v,
@@ -170,11 +182,16 @@ def _list_filters(request: Request) -> dict[str, list[str]]:
     return filters
 
 
+def _command(record: Record) -> str:
+    """Return `docker ps`'s COMMAND as moby words it: the arguments with a space in single quotes."""
+    return " ".join([record.path, *(f"'{arg}'" if " " in arg else arg for arg in record.args)])
+
+
 def summary(record: Record, state: State) -> dict[str, Any]:
     """Return a container as `GET /containers/json` lists it."""
     return {
         "Id": record.id, "Names": ["/" + record.name], "Image": record.image_ref, "ImageID": record.image,
-        "Command": " ".join([record.path, *record.args]), "Created": parse_time(record.created) // 1_000_000_000,
+        "Command": _command(record), "Created": parse_time(record.created) // 1_000_000_000,
         "Ports": [], "Labels": record.config.get("Labels") or {}, "State": state.status,
         "Status": status_text(state), "HostConfig": {"NetworkMode": _network_mode(record.host_config)},
         "NetworkSettings": {"Networks": {}}, "Mounts": _mounts(record.host_config),
@@ -208,6 +225,33 @@ def create_container(request: Request) -> Reply:
     return json_response({"Id": row.id, "Warnings": []}, status=201)
 
 
+def _prune_filter(filters: dict[str, list[str]]) -> Callable[[Record], bool]:
+    """Return the test a stopped container passes to be pruned (moby's until, label and label! filters).
+
+    The values read as they do for `docker image prune`, so image_routes' parsers serve both.
+    """
+    unknown = sorted(set(filters) - _PRUNE_FILTERS)
+    if unknown:
+        raise ApiError(400, f"invalid filter '{unknown[0]}'")
+    checks: list[Callable[[Record], bool]] = []
+    if until_values := filters.get("until"):
+        if len(until_values) > 1:
+            raise ApiError(400, "more than one until filter specified")
+        until_ns = int(image_routes._until(until_values[0]).timestamp() * 1e9)
+        checks.append(lambda record: parse_time(record.created) <= until_ns)
+    if labels := filters.get("label"):
+        checks.append(lambda record: image_routes._key_values(labels, record.config.get("Labels") or {}))
+    if not_labels := filters.get("label!"):
+        checks.append(lambda record: not image_routes._key_values(not_labels, record.config.get("Labels") or {}))
+    return lambda record: all(check(record) for check in checks)
+
+
+def prune_containers(request: Request) -> Reply:
+    deleted, reclaimed = services.prune_containers(_prune_filter(request.filters()))
+    ACTIVITY.changed()
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
 def inspect(record: Record, state: State, log_path: str) -> dict[str, Any]:
     """Return a container as `docker inspect` shows it (the fields the clients read, typed as Go decodes them)."""
     host_config = dict(record.host_config)
@@ -218,9 +262,17 @@ def inspect(record: Record, state: State, log_path: str) -> dict[str, Any]:
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0, **(host_config.get("RestartPolicy") or {})},
         "AutoRemove": bool(host_config.get("AutoRemove")),
         "PortBindings": host_config.get("PortBindings") or {},
+        # What every container gets here, as moby fills them in: its own IPC and cgroup namespaces, 64 MB /dev/shm.
+        "IpcMode": host_config.get("IpcMode") or "private",
+        "CgroupnsMode": host_config.get("CgroupnsMode") or "private",
+        "ShmSize": host_config.get("ShmSize") or _SHM_SIZE,
     }
     host_config["RestartPolicy"]["Name"] = host_config["RestartPolicy"]["Name"] or "no"
     config = {"Domainname": "", "OnBuild": None, **record.config}
+    # Go's omitempty drops an empty ExposedPorts; an empty Volumes is null.
+    if not config.get("ExposedPorts"):
+        config.pop("ExposedPorts", None)
+    config["Volumes"] = config.get("Volumes") or None
     exec_ids = EXECS.of_container(record.id)
     return {
         "Id": record.id, "Created": record.created, "Path": record.path, "Args": record.args,
@@ -434,11 +486,15 @@ def logs(request: Request) -> Reply:
     tail = request.arg("tail", "all")
     timestamps = request.flag("timestamps")
 
+    started_at = containers.state(record.id).started_at
+
     def stopped() -> bool:
         try:
-            return request.disconnected() or not _active(containers.state(record.id))
+            state = containers.state(record.id)
         except NotFound:
             return True
+        # A restart ends the follow too, as moby's ends when the run it follows dies.
+        return request.disconnected() or not _active(state) or state.started_at != started_at
 
     records = read_log(
         containers.log_path(record.id), tail=int(tail) if tail.isdigit() else None,
@@ -546,6 +602,7 @@ def attach(request: Request) -> Reply:
 ROUTES: list[Route] = [
     route("GET", r"/containers/json", list_containers),
     route("POST", r"/containers/create", create_container),
+    route("POST", r"/containers/prune", prune_containers),
     route("GET", rf"/containers/{ID}/json", inspect_container),
     route("POST", rf"/containers/{ID}/start", start_container),
     route("POST", rf"/containers/{ID}/stop", stop_container),

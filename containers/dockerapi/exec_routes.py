@@ -17,7 +17,7 @@ from containers.dockerapi import streams
 from containers.dockerapi.httpserver import ApiError, Hijack, Reply, Request, Response, json_response
 from containers.dockerapi.router import Route, route
 from containers.dockerapi.state import EXECS, Exec
-from containers.engine.errors import Conflict, FailedPrecondition
+from containers.engine.errors import Conflict, FailedPrecondition, InvalidArgument
 from containers.engine.shim.client import Stream
 
 
@@ -89,7 +89,8 @@ def start_exec(request: Request) -> Reply:
             tty=instance.tty, stdin=instance.attach_stdin and not detach, console_size=size or None,
             exec_id=instance.id,
         )  # fmt: skip
-    except FailedPrecondition as err:
+    except (FailedPrecondition, InvalidArgument) as err:
+        # The runtime refused the process, or its user is unknown: moby reports both in the stream.
         failure = str(err)
         instance.finish(_failed_exit_code(failure))
         if detach:

@@ -10,7 +10,8 @@ A handler takes a `Request` and returns one of:
 - `Streamed`: the headers at once, then each item of an iterator as one chunk, sent as it comes
   (wait, events, logs: the clients wait for the headers before they go on);
 - `Hijack`: `101 UPGRADED` in a send of its own, then `Hijack.run` owns the socket, a raw duplex
-  pipe, and is given the bytes that arrived after the request (the start of stdin).
+  pipe, and is given the bytes that arrived after the request (the start of stdin);
+- `Switch`: the same with a 101 the handler wrote, for other protocols (websocket.py).
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ import json
 import logging
 import select
 import socket
+import tempfile
 import urllib.parse
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import h11
 
 from containers.engine.shim.logfile import parse_time
+
+if TYPE_CHECKING:
+    from containers.permissions import Principal
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,7 @@ MIN_API_VERSION = "1.24"
 JSON = "application/json"
 _FALSE = {"", "0", "no", "false", "none"}
 _MAX_HEADERS = 64 * 1024
+_SPOOL_MAX_BYTES = 4 << 20
 
 
 class ApiError(Exception):
@@ -51,7 +57,11 @@ class ApiError(Exception):
 
 @dataclass
 class Request:
-    """One request, its body read whole (chunked bodies decoded); `path` is percent-decoded, unversioned."""
+    """One request, its body read whole (chunked bodies decoded); `path` is percent-decoded, unversioned.
+
+    `stream` holds the body: in memory up to a few MiB, in an unlinked temporary file beyond, so
+    that a `docker load` or a build context of gigabytes costs disk, not the server's memory.
+    """
 
     method: str
     target: str
@@ -59,9 +69,17 @@ class Request:
     version: str
     query: dict[str, list[str]]
     headers: dict[str, str]
-    body: bytes
+    stream: BinaryIO
     sock: socket.socket
     params: dict[str, str] = field(default_factory=dict)
+    # Who asks, as server.py found out; None only on the routes that need no one (/_ping, /version).
+    principal: Principal | None = None
+
+    @property
+    def body(self) -> bytes:
+        """Return the whole body (for the small JSON bodies; big ones are read from `stream`)."""
+        self.stream.seek(0)
+        return self.stream.read()
 
     def arg(self, name: str, default: str = "") -> str:
         values = self.query.get(name)
@@ -175,7 +193,16 @@ class Hijack:
     abandon: Callable[[], None] = _nothing
 
 
-Reply = Response | Streamed | Hijack
+@dataclass
+class Switch:
+    """Send `head`, a whole 101 answer, then hand the connection to `run(sock, received)` as Hijack does."""
+
+    head: bytes
+    run: Callable[[socket.socket, bytes], None]
+    abandon: Callable[[], None] = _nothing
+
+
+Reply = Response | Streamed | Hijack | Switch
 
 
 def json_response(value: Any, status: int = 200) -> Response:
@@ -243,22 +270,26 @@ class Connection:
         request = self._receive()
         if request is None:
             return False
-        try:
-            reply = self.dispatch(request)
-        except ApiError as err:
-            reply = error_response(err.status, err.message)
-        if isinstance(reply, Hijack):
-            self._hijack(request, reply)
-            return False
-        if isinstance(reply, Streamed):
-            self._send_streamed(reply)
-        else:
-            self._send_whole(reply, head=request.method == "HEAD")
+        with request.stream:
+            try:
+                reply = self.dispatch(request)
+            except ApiError as err:
+                reply = error_response(err.status, err.message)
+            if isinstance(reply, Hijack):
+                self._hijack(request, reply)
+                return False
+            if isinstance(reply, Switch):
+                self._switch(reply)
+                return False
+            if isinstance(reply, Streamed):
+                self._send_streamed(reply)
+            else:
+                self._send_whole(reply, head=request.method == "HEAD")
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     def _receive(self) -> Request | None:
         head: h11.Request | None = None
-        body = bytearray()
+        body = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX_BYTES))
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
@@ -266,10 +297,12 @@ class Connection:
             elif isinstance(event, h11.Request):
                 head = event
             elif isinstance(event, h11.Data):
-                body += event.data
+                body.write(event.data)
             elif isinstance(event, h11.EndOfMessage):
+                body.seek(0)
                 break
             else:  # ConnectionClosed, or PAUSED before any request
+                body.close()
                 return None
         assert head is not None
         target = head.target.decode("latin-1")
@@ -281,7 +314,7 @@ class Connection:
             headers[key] = f"{headers[key]}, {value.decode('latin-1')}" if key in headers else value.decode("latin-1")
         return Request(
             method=head.method.decode("ascii"), target=target, path=path, version=version,
-            query=urllib.parse.parse_qs(raw_query, keep_blank_values=True), headers=headers, body=bytes(body),
+            query=urllib.parse.parse_qs(raw_query, keep_blank_values=True), headers=headers, stream=body,
             sock=self.sock,
         )  # fmt: skip
 
@@ -318,7 +351,6 @@ class Connection:
         self.sock.sendall(self.h11.send(h11.EndOfMessage()) or b"")
 
     def _hijack(self, request: Request, hijack: Hijack) -> None:
-        received, _ = self.h11.trailing_data
         if request.upgrade:
             status = "HTTP/1.1 101 UPGRADED"
             extra = [("Connection", "Upgrade"), ("Upgrade", "tcp")]
@@ -327,9 +359,13 @@ class Connection:
             status, extra = "HTTP/1.1 200 OK", [("Connection", "close")]
         lines = [status, f"Content-Type: {hijack.content_type}"]
         lines += [f"{name}: {value}" for name, value in [*extra, *common_headers()]]
+        self._switch(Switch(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), hijack.run, hijack.abandon))
+
+    def _switch(self, switch: Switch) -> None:
+        received, _ = self.h11.trailing_data
         try:
-            self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            self.sock.sendall(switch.head)
         except OSError:
-            hijack.abandon()
+            switch.abandon()
             raise
-        hijack.run(self.sock, bytes(received))
+        switch.run(self.sock, bytes(received))

@@ -28,10 +28,12 @@ from containers.dockerapi.httpserver import (
 from containers.dockerapi.router import Route, route
 from containers.engine import events
 from containers.engine.errors import NotFound
+from containers.engine.lifecycle import State
 from containers.engine.runtime.cgroups import cgroup_version
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x"}
 _EVENT_FILTERS = {"type", "container", "event", "image"}
+_DF_TYPES = {"container", "image", "volume", "build-cache"}
 
 
 def storage_driver() -> str:
@@ -96,6 +98,16 @@ def _memory_total() -> int:
     return 0
 
 
+def container_counts(states: list[State]) -> dict[str, int]:
+    """Return `docker info`'s counts of containers in these states."""
+    return {
+        "Containers": len(states),
+        "ContainersRunning": sum(1 for s in states if s.running and not s.paused),
+        "ContainersPaused": sum(1 for s in states if s.paused),
+        "ContainersStopped": sum(1 for s in states if not s.running),
+    }
+
+
 def info(request: Request) -> Reply:
     engine = services.engine()
     states = []
@@ -107,11 +119,7 @@ def info(request: Request) -> Reply:
     system, system_version = _operating_system()
     runtime = engine.config.runtime
     return json_response({
-        "ID": settings.NODE_NAME, "Name": settings.NODE_NAME,
-        "Containers": len(states),
-        "ContainersRunning": sum(1 for s in states if s.running and not s.paused),
-        "ContainersPaused": sum(1 for s in states if s.paused),
-        "ContainersStopped": sum(1 for s in states if not s.running),
+        "ID": settings.NODE_NAME, "Name": settings.NODE_NAME, **container_counts(states),
         "Images": len(engine.images.list()),
         "Driver": storage_driver(), "DriverStatus": [["Snapshotter", engine.config.snapshotter]],
         "Plugins": {"Volume": ["local"], "Network": [], "Log": ["json-file"], "Authorization": None},
@@ -198,6 +206,43 @@ def events_stream(request: Request) -> Reply:
     return Streamed(body())
 
 
+def disk_usage(request: Request) -> Reply:
+    """`docker system df`: images with their shared sizes and users, containers with their sizes; no volumes yet."""
+    # Imported here, as both import storage_driver from this module.
+    from containers.dockerapi import container_routes, image_routes
+
+    types = set(request.query.get("type", [])) or _DF_TYPES
+    unknown = sorted(types - _DF_TYPES)
+    if unknown:
+        raise ApiError(400, f"unknown object type: {unknown[0]}")
+    engine = services.engine()
+    images = engine.images.list()
+    found: dict[str, Any] = {"LayersSize": 0, "Images": None, "Containers": None, "Volumes": None, "BuildCache": None}
+    if "image" in types:
+        usage = engine.images.usage()
+        by_id = {item.id: item for item in usage.images}
+        found["LayersSize"] = usage.layers_size
+        found["Images"] = [image_routes.summary(image, request, by_id.get(image.id)) for image in images]
+    if "container" in types:
+        sizes = {image.id: image.size for image in images}
+        found["Containers"] = []
+        for record in engine.containers.list():
+            try:
+                state = engine.containers.state(record.id)
+            except NotFound:
+                continue
+            size_rw = services.container_size_rw(record.id)
+            found["Containers"].append({
+                **container_routes.summary(record, state), "SizeRw": size_rw,
+                "SizeRootFs": size_rw + sizes.get(record.image, 0),
+            })  # fmt: skip
+    if "volume" in types:
+        found["Volumes"] = []
+    if "build-cache" in types:
+        found["BuildCache"] = []
+    return json_response(found)
+
+
 def network(request: Request) -> Reply:
     name = request.params["name"]
     if name in ("bridge", "host", "none"):
@@ -219,6 +264,7 @@ ROUTES: list[Route] = [
     route("GET", r"/version", version),
     route("GET", r"/info", info),
     route("GET", r"/events", events_stream),
+    route("GET", r"/system/df", disk_usage),
     # `docker inspect x` looks for x among these after containers and images: none exist here.
     route("GET", r"/networks/(?P<name>[^/]+)", network),
     route("GET", r"/volumes/(?P<name>[^/]+)", volume),

@@ -1,8 +1,9 @@
 """The node's event log: one JSON line an event, appended by whoever changes a container.
 
 Monitors append `start`, `die` (with the exit code), `oom` and `destroy` (with --rm); the
-lifecycle appends `create`, `destroy`, `kill`, `stop`, `pause`, `unpause` and `rename`; the
-container filesystem verbs `commit`, `export`, `archive-path`, `extract-to-dir` and `top`. Each line is written with
+lifecycle appends `create` (with the container's labels, as moby's does), `destroy`, `kill`,
+`stop`, `pause`, `unpause` and `rename`; the container filesystem verbs `commit`, `export`,
+`archive-path`, `extract-to-dir` and `top`. Each line is written with
 one O_APPEND write(2), so lines from many processes never interleave. The node agent follows the
 log to keep the database in step, and the Docker API's /events reads it (Docker's event names).
 """
@@ -32,8 +33,11 @@ def events_path(root: Path) -> Path:
     return root / "events.jsonl"
 
 
-def append(root: Path, action: str, container_id: str, **attributes: str | int) -> None:
-    """Record one event; the log starts again (keeping the previous one) past MAX_SIZE."""
+def append(root: Path, action: str, container_id: str, /, **attributes: str | int) -> None:
+    """Record one event; the log starts again (keeping the previous one) past MAX_SIZE.
+
+    Positional-only parameters: any attribute name is free, a container's label included.
+    """
     path = events_path(root)
     line = json.dumps(
         {"type": "container", "action": action, "id": container_id, "time_ns": time.time_ns(),

@@ -17,7 +17,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from containers.engine.config import EngineConfig
 from containers.engine.errors import (
     AlreadyExists,
     Conflict,
+    EngineError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -268,7 +269,9 @@ class Containers:
             except BaseException:
                 self._discard(container_id)
                 raise
-        events.append(self.config.root, "create", record.id, name=record.name, image=record.image_ref)
+        # With the labels, as moby's create event: they tell whose the container was once it is gone.
+        attributes = {**(merged.get("Labels") or {}), "name": record.name, "image": record.image_ref}
+        events.append(self.config.root, "create", record.id, **attributes)
         return record
 
     def _generate_name(self) -> str:
@@ -303,6 +306,8 @@ class Containers:
                 )
             if not parts[1].startswith("/"):
                 raise InvalidArgument(f"invalid mount config: the mount destination {parts[1]!r} is not absolute")
+        for mount in host_config.get("Mounts") or []:
+            _check_mount(mount)
         memory = int(host_config.get("Memory") or 0)
         if memory and memory < 6 * 1024 * 1024:
             raise InvalidArgument("Minimum memory limit allowed is 6MB")
@@ -335,6 +340,11 @@ class Containers:
             answer = self.shim.spawn(self._monitor_config(record), attach)
         except BaseException:
             unmount(rootfs)
+            if record.host_config.get("AutoRemove"):
+                # moby removes an AutoRemove container whose start failed (`docker run --rm` waits for that);
+                # one that runs after all (a spawn that timed out) is refused by remove and stays.
+                with suppress(EngineError):
+                    self.remove(record.id)
             raise
         if isinstance(answer, shim_client.Stream):
             return answer
@@ -368,7 +378,7 @@ class Containers:
         cfg, hc = record.config, record.host_config
         directory = self._dir(record.id)
         user = resolve_user(rootfs, cfg.get("User") or "")
-        env = list(cfg.get("Env") or [])
+        env = _daemon_env(record, tty=False)
         if not any(item.startswith("HOME=") for item in env):
             env.append(f"HOME={user.home or '/'}")
         self._write_etc_files(record)
@@ -378,6 +388,7 @@ class Containers:
         ]
         mounts += [_bind(b) for b in hc.get("Binds") or []]
         mounts += [_tmpfs(path, options) for path, options in (hc.get("Tmpfs") or {}).items()]
+        mounts += [_mount(mount) for mount in hc.get("Mounts") or []]
         capability_set = _capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [])
         opts = [
             oci.with_process_args([record.path, *record.args]),
@@ -624,7 +635,7 @@ class Containers:
             raise InvalidArgument("no command specified")
         directory = self._dir(record.id)
         who = resolve_user(str(directory / "rootfs"), user or record.config.get("User") or "")
-        merged = list(record.config.get("Env") or []) + list(env or [])
+        merged = _daemon_env(record, tty, env or [])
         if not any(item.startswith("HOME=") for item in merged):
             merged.append(f"HOME={who.home or '/'}")
         process: dict[str, Any] = {
@@ -751,6 +762,19 @@ class Containers:
         return new_manager(f"{self.cgroup_parent}/{record.id}").stats()
 
 
+def _daemon_env(record: Record, tty: bool, extra: list[str] | None = None) -> list[str]:
+    """Return the variables a process of the container starts with, as moby's CreateDaemonEnvironment.
+
+    PATH, HOSTNAME and (with a terminal) TERM come first; the container's Env, then `extra` (an
+    exec's), replace them by name.
+    """
+    hostname = record.config.get("Hostname") or record.id[:12]
+    merged = {"PATH": oci.DEFAULT_PATH, "HOSTNAME": f"HOSTNAME={hostname}"} | ({"TERM": "TERM=xterm"} if tty else {})
+    for item in [*(record.config.get("Env") or []), *(extra or [])]:
+        merged[item.split("=", 1)[0]] = item
+    return list(merged.values())
+
+
 def _wait_exit(pid: int, timeout: float = 5.0) -> None:
     """Wait for a monitor that has finished its work to exit (it is not our child: poll)."""
     deadline = time.monotonic() + timeout
@@ -800,6 +824,41 @@ def _tmpfs(path: str, options: str) -> dict[str, Any]:
     extra = tuple(o for o in options.split(",") if o)
     base = ("noexec", "nosuid", "nodev")
     return oci.Tmpfs(path, tuple(dict.fromkeys((*base, *extra)))).to_oci()
+
+
+def _check_mount(mount: Mapping[str, Any]) -> None:
+    """Refuse a `--mount` moby refuses; unlike `-v`, a bind's missing source is an error, not a new directory."""
+    kind, source, target = mount.get("Type") or "", mount.get("Source") or "", mount.get("Target") or ""
+    if kind == "volume":
+        raise InvalidArgument('invalid mount config for type "volume": named volumes are not supported yet')
+    if kind not in ("bind", "tmpfs"):
+        raise InvalidArgument(f'invalid mount config for type "{kind}": mount type unknown')
+    problem = ""
+    if not target.startswith("/"):
+        problem = f"invalid mount path: '{target}' mount path must be absolute"
+    elif kind == "tmpfs" and source:
+        problem = "field Source must not be specified"
+    elif kind == "bind" and not source:
+        problem = "field Source must not be empty"
+    elif kind == "bind" and not os.path.exists(source):
+        problem = f"bind source path does not exist: {source}"
+    if problem:
+        raise InvalidArgument(f'invalid mount config for type "{kind}": {problem}')
+
+
+def _mount(mount: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the OCI mount for a `--mount` of type bind or tmpfs (checked by `_check_mount`)."""
+    readonly = bool(mount.get("ReadOnly"))
+    if mount["Type"] == "tmpfs":
+        options = mount.get("TmpfsOptions") or {}
+        extra = ["ro"] if readonly else []
+        if options.get("SizeBytes"):
+            extra.append(f"size={int(options['SizeBytes'])}")
+        if options.get("Mode"):
+            extra.append(f"mode={int(options['Mode']):o}")
+        return oci.Tmpfs(mount["Target"], ("noexec", "nosuid", "nodev", *extra)).to_oci()
+    propagation = (mount.get("BindOptions") or {}).get("Propagation") or "rprivate"
+    return oci.Bind(mount["Source"], mount["Target"], readonly, propagation).to_oci()
 
 
 def _rlimit(ulimit: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""One Docker API server for these tests: `manage.py dockerapi` on a state root of its own, a free port and a token."""
+"""One Docker API server for these tests: `manage.py dockerapi` on a state root of its own, a free port and a token.
+
+The token is the site admin's for the team `fixture`: it sees and may do all that the tests make
+through it, and what they make belongs to that team. test_teams.py adds users and teams of its own.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ class ApiServer:
     token: str
     docker_config: Path
 
+    TEAM = "fixture"
+
     @property
     def url(self) -> str:
         return f"tcp://127.0.0.1:{self.port}"
@@ -54,6 +60,15 @@ class ApiServer:
     def engine(self) -> Engine:
         return Engine(EngineConfig(root=self.root, cgroup_parent=self.env["WEBENGINE_CGROUP_PARENT"]))
 
+    def manage(self, *args: str) -> str:
+        """Run a management command on the server's state root and database; return what it printed."""
+        return _manage(self.env, *args)
+
+    @property
+    def database(self) -> Path:
+        """The server's SQLite database, to read what it recorded (the audit log)."""
+        return self.root / "webengine.sqlite3"
+
 
 def _manage(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
@@ -74,8 +89,10 @@ def api() -> Iterator[ApiServer]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
     env |= {"WEBENGINE_ROOT": str(root), "DJANGO_SETTINGS_MODULE": "webengine.settings"}
     _manage(env, "migrate", "--noinput")
-    _manage(env, "image", "create-busybox")
-    token = _manage(env, "dockerapi_token").strip()
+    # busybox:latest, shared with every team, and the first site admin, `admin`.
+    _manage(env, "bootstrap")
+    _manage(env, "team", "create", ApiServer.TEAM)
+    token = _manage(env, "token", "create", "admin", "--team", ApiServer.TEAM, "--name", "tests").strip()
     config = root / "docker-config"
     config.mkdir()
     (config / "config.json").write_text(json.dumps({"HttpHeaders": {"Authorization": f"Bearer {token}"}}))
@@ -95,3 +112,18 @@ def api() -> Iterator[ApiServer]:
         for record in engine.containers.list():
             engine.containers.remove(record.id, force=True)
         engine.containers.shim.shutdown()
+
+
+@pytest.fixture
+def only_busybox_left(api: ApiServer) -> Iterator[None]:
+    """Leave the store as the other tests expect it: no containers, and busybox:latest the only image."""
+    yield
+    client = api.client()
+    for container in client.containers.list(all=True):
+        container.remove(force=True)
+    for image in client.images.list():
+        if "busybox:latest" not in image.tags:
+            client.images.remove(image.id, force=True)
+            continue
+        for tag in set(image.tags) - {"busybox:latest"}:
+            client.images.remove(tag)

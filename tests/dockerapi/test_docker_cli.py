@@ -105,7 +105,7 @@ def test_inspect_of_an_unknown_name_says_no_such_object(api: ApiServer) -> None:
 def test_tcp_without_the_token_is_refused(api: ApiServer, tmp_path: Path) -> None:
     refused = api.docker("ps", config=tmp_path)
     assert refused.returncode == 1
-    assert "authentication required" in refused.stderr and "manage.py dockerapi_token" in refused.stderr
+    assert "authentication required" in refused.stderr and "manage.py token create" in refused.stderr
 
 
 def test_the_unix_socket_needs_no_token(api: ApiServer, tmp_path: Path) -> None:

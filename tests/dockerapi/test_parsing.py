@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import urllib.parse
 
@@ -19,7 +20,7 @@ _CLOSED.close()
 def request(query: str) -> Request:
     return Request(
         method="GET", target="/x?" + query, path="/x", version="1.51",
-        query=urllib.parse.parse_qs(query, keep_blank_values=True), headers={}, body=b"", sock=_CLOSED,
+        query=urllib.parse.parse_qs(query, keep_blank_values=True), headers={}, stream=io.BytesIO(), sock=_CLOSED,
     )  # fmt: skip
 
 

@@ -61,7 +61,7 @@ def test_errors_are_json_messages_with_mobys_codes(api: ApiServer) -> None:
         ("GET", "/v1.51/containers/nosuch/json", 404, "No such container: nosuch"),
         ("GET", "/v1.51/images/nosuch:1/json", 404, "No such image: nosuch:1"),
         ("GET", "/v1.51/no/such/route", 404, "page not found"),
-        ("POST", "/v1.51/build", 501, "docker build is not implemented yet in webengine"),
+        ("POST", "/v1.51/build/prune", 501, "docker builder prune is not implemented yet in webengine"),
         ("GET", "/v1.51/containers/json?filters=%7B%22volume%22%3A%5B%22x%22%5D%7D", 501, "the volume filter"),
         ("GET", "/v1.51/containers/json?filters=nonsense", 400, "invalid filter"),
     ]
@@ -74,7 +74,7 @@ def test_errors_are_json_messages_with_mobys_codes(api: ApiServer) -> None:
 
 def test_tcp_wants_the_token_except_for_negotiation(api: ApiServer) -> None:
     status, _, body = call(api, "GET", "/v1.51/containers/json", token=False)
-    assert status == 401 and "manage.py dockerapi_token" in json.loads(body)["message"]
+    assert status == 401 and "manage.py token create" in json.loads(body)["message"]
     status, _, _ = call(api, "GET", "/containers/json", headers={"Authorization": "Bearer wrong"}, token=False)
     assert status == 401
     assert call(api, "GET", "/version", token=False)[0] == 200

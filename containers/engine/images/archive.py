@@ -158,12 +158,12 @@ def _select(store: ImageStore, names: Sequence[str]) -> list[_Saved]:
     return list(selected.values())
 
 
-def _export(store: ImageStore, names: Sequence[str], sink: _Sink, docker: bool) -> None:
+def _export(store: ImageStore, selected: Sequence[_Saved], sink: _Sink, docker: bool) -> None:
     """Write the selected images' blobs and the layout's index (and, for Docker, its legacy files)."""
     entries: list[Descriptor] = []
     docker_manifest: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
-    for saved in _select(store, names):
+    for saved in selected:
         image = saved.image
         with store.content.read(image.id) as f:
             config = f.read()
@@ -216,9 +216,13 @@ def _compact(doc: Any) -> bytes:
 
 
 def save(store: ImageStore, refs: Sequence[str], out: BinaryIO) -> None:
-    """Write the images `refs` name (references or IDs) to `out` as a `docker save` tar stream."""
+    """Write the images `refs` name (references or IDs) to `out` as a `docker save` tar stream.
+
+    Every name is resolved before the first byte is written: an unknown one leaves `out` empty.
+    """
+    selected = _select(store, refs)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _export(store, refs, _TarSink(tar), docker=True)
+        _export(store, selected, _TarSink(tar), docker=True)
 
 
 def save_oci_layout(store: ImageStore, refs: Sequence[str], directory: Path) -> None:
@@ -226,8 +230,9 @@ def save_oci_layout(store: ImageStore, refs: Sequence[str], directory: Path) -> 
     directory = Path(directory)
     if (directory / "index.json").exists():
         raise AlreadyExists(f"oci layout {directory}: already exists")
+    selected = _select(store, refs)
     directory.mkdir(parents=True, exist_ok=True)
-    _export(store, refs, _DirSink(directory), docker=False)
+    _export(store, selected, _DirSink(directory), docker=False)
 
 
 # Loading
@@ -443,7 +448,9 @@ def _oci_images(source: _Source, staging: _Staging) -> list[NewImage]:
     return images
 
 
-def _load(store: ImageStore, make_source: Callable[[_Staging], _Source]) -> list[Image]:
+def _load(
+    store: ImageStore, make_source: Callable[[_Staging], _Source], check_tags: Callable[[list[str]], None] | None
+) -> list[Image]:
     staging = _Staging(store.content)
     with staging.rollback_on_error():
         source: _Source = make_source(staging)
@@ -453,9 +460,17 @@ def _load(store: ImageStore, make_source: Callable[[_Staging], _Source]) -> list
             new = _oci_images(source, staging)
         else:
             raise InvalidArgument("invalid archive: neither manifest.json nor index.json found")
+        if check_tags is not None:
+            check_tags(_tags(new))
         images = store.create_all(new)
         staging.discard(keep={d for item in new for d in _blobs_of(item)})
     return list({image.id: image for image in images}.values())
+
+
+def _tags(new: Sequence[NewImage]) -> list[str]:
+    """Return the tags (not the digest references) that loading `new` would make, as Docker prints them."""
+    refs = [ref if isinstance(ref, Reference) else parse_reference(ref) for item in new for ref in item.refs]
+    return [ref.familiar() for ref in refs if not ref.digest]
 
 
 def _blobs_of(item: NewImage) -> Iterator[str]:
@@ -468,10 +483,14 @@ def _blobs_of(item: NewImage) -> Iterator[str]:
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 
 
-def load(store: ImageStore, stream: BinaryIO) -> list[Image]:
-    """Load a `docker save` archive or OCI layout tar (plain, gzip, bzip2 or xz); return its images."""
+def load(store: ImageStore, stream: BinaryIO, check_tags: Callable[[list[str]], None] | None = None) -> list[Image]:
+    """Load a `docker save` archive or OCI layout tar (plain, gzip, bzip2 or xz); return its images.
+
+    `check_tags` is given the tags the archive would make, once it is read and before any is made:
+    what it raises fails the load, and nothing is left behind.
+    """
     try:
-        return _load(store, lambda staging: _TarSource(decompress(stream), staging))
+        return _load(store, lambda staging: _TarSource(decompress(stream), staging), check_tags)
     except _CORRUPT as err:
         raise InvalidArgument(f"invalid archive: {err}") from err
     except OSError as err:
@@ -485,4 +504,4 @@ def load_oci_layout(store: ImageStore, directory: Path) -> list[Image]:
     directory = Path(directory)
     if not (directory / "index.json").is_file():
         raise InvalidArgument(f"oci layout {directory}: no index.json")
-    return _load(store, lambda staging: _DirSource(directory, staging))
+    return _load(store, lambda staging: _DirSource(directory, staging), None)

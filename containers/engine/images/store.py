@@ -77,12 +77,13 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class ImageLayer:
-    """One layer of an image: the blob as stored (maybe compressed) and the diff ID of its tar."""
+    """One layer of an image: the blob as stored (maybe compressed), the diff ID of its tar and the tar's size."""
 
     digest: str
     media_type: str
     size: int
     diff_id: str
+    unpacked_size: int
 
 
 @dataclass(frozen=True)
@@ -346,7 +347,7 @@ class ImageStore:
         meta = self._read()
         images = [self._image(meta, i) for i in meta.images]
         chains = {img.id: chain_ids([layer.diff_id for layer in img.layers]) for img in images}
-        sizes = {img.id: [meta.layers[layer.digest]["size"] for layer in img.layers] for img in images}
+        sizes = {img.id: [layer.unpacked_size for layer in img.layers] for img in images}
         holders: dict[str, int] = {}
         for chain in chains.values():
             for link in set(chain):
@@ -440,7 +441,7 @@ class ImageStore:
         manifest = self._manifest(record["manifest"])
         config = self._config(image)
         layers = tuple(
-            ImageLayer(d.digest, d.media_type, d.size, diff_id)
+            ImageLayer(d.digest, d.media_type, d.size, diff_id, meta.layers[d.digest]["size"])
             for d, diff_id in zip(manifest.layers, config.diff_ids, strict=True)
         )
         refs = meta.refs_of(image)
@@ -451,7 +452,7 @@ class ImageStore:
             config=config,
             manifest_digest=record["manifest"],
             layers=layers,
-            size=sum(meta.layers[layer.digest]["size"] for layer in layers),
+            size=sum(layer.unpacked_size for layer in layers),
             created=config.created_at,
             last_tag_time=_timestamp(record.get("last_tag_time")),
         )
@@ -664,6 +665,27 @@ class ImageStore:
                 freed += size
                 removed.append(name)
                 del snapshots[name]
+
+
+def intermediates(images: Sequence[Image]) -> set[str]:
+    """Return the IDs of the untagged images that another image was built on: a build's steps.
+
+    Docker lists neither these in `docker images` (only `-a` does) nor prunes them as dangling:
+    they are the build cache. The store keeps no parent links, so a parent is recognised as
+    Docker's legacy builder makes one: its layers and its history both begin the child's.
+    """
+    found = set()
+    for image in images:
+        if image.repo_tags or image.repo_digests:
+            continue
+        diff_ids, history = image.config.diff_ids, image.config.history
+        for other in images:
+            if (other.id != image.id and len(other.config.history) > len(history)
+                    and other.config.diff_ids[: len(diff_ids)] == diff_ids
+                    and other.config.history[: len(history)] == history):  # fmt: skip
+                found.add(image.id)
+                break
+    return found
 
 
 def _ancestors(snap: SnapshotInfo, snapshots: dict[str, SnapshotInfo]) -> Iterator[str]:

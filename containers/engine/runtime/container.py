@@ -247,6 +247,9 @@ class NativeRuntime:
                 init.use_console(slave)
             path = init.lookup_executable(process["args"], process.get("env", []))
             sync.send(child, {"type": "ready"})
+            # The runtime stops reading after "ready": closed, the channel makes a later failure
+            # (a working directory that is missing) go to the process's stderr instead of being lost.
+            child.close()
             init.finalize_and_exec(process, path, seccomp_filter)
 
         def stage1() -> None:
@@ -284,10 +287,15 @@ def _fork_and_sync(parent: socket.socket, child: socket.socket, stage1: Any, clo
     try:
         _, status = os.waitpid(first, 0)
         message, fds = sync.recv(parent)
+        ready = message is not None and message.get("type") == "ready"
+        if ready:
+            # On a busy machine init can get to "ready" before stage 1, its parent, sends the pid.
+            message, fds = sync.recv(parent)
         if message is None or message.get("type") != "pid":
             raise sync.SyncError((message or {}).get("message") or f"runtime stage 1 failed (status {status})")
         pid = message["pid"]
-        sync.expect(parent, "ready")
+        if not ready:
+            sync.expect(parent, "ready")
         return pid
     except BaseException:
         if pid:

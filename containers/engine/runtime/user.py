@@ -40,9 +40,12 @@ def resolve_user(rootfs: str, spec: str) -> ExecUser:
         if group is None and not group_part.isdigit():
             raise InvalidArgument(f"unable to find group {group_part}: no matching entries in group file")
         gid = int(group_part) if group is None else int(group[2])
-    name = entry[0] if entry is not None else None
+    # An explicit group replaces the groups /etc/group makes the user a member of.
+    name = entry[0] if entry is not None and not group_part else None
     members = {int(g[2]) for g in groups if name is not None and name in g[3].split(",") and g[2].isdigit()}
-    additional = tuple(sorted(members - {gid}))
+    # The primary group is a supplementary one too, as moby sets them since CVE-2023-25173: `id`
+    # shows `groups=0(root),10(wheel)` for root in busybox, as on Docker.
+    additional = (gid, *sorted(members - {gid}))
     return ExecUser(uid, gid, additional, home)
 
 

@@ -135,6 +135,10 @@ class Stream:
     def resize(self, height: int, width: int) -> None:
         self.sock.sendall(protocol.pack_json(protocol.RESIZE, {"h": height, "w": width}))
 
+    def hang_up(self) -> None:
+        """Tell an exec's monitor that its user has left; the stream still ends with the exit code."""
+        self.sock.sendall(protocol.pack(protocol.HANGUP))
+
     def receive(self) -> list[tuple[int, bytes]] | None:
         """Read once from the socket; return the whole frames it completed, or None at the end."""
         data = self.sock.recv(65536)

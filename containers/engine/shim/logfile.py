@@ -203,6 +203,21 @@ def read_log(
             current.close()
 
 
+def read_before(path: Path, end: int, tail: int | None = None) -> list[Record]:
+    """Return the records before byte `end` of the current file, after the rotated ones; the last `tail` of them.
+
+    A follower that has read the current file up to `end` gives a newcomer this history, then
+    what it reads from `end` on: nothing twice, nothing missed (the caller checks that `path` is
+    still the file it reads, i.e. that the log did not rotate in between).
+    """
+    files = _files(path)
+    if tail is not None:
+        lines: Iterator[bytes] = iter(_tail_lines(files, tail, end))
+    else:
+        lines = (line for f in files for line in _read_lines(f, end if f == path else None))
+    return [record for line in lines if (record := _decode(line)) is not None]
+
+
 def _read_lines(path: Path, end: int | None) -> Iterator[bytes]:
     with open(path, "rb") as f:
         data = f.read() if end is None else f.read(end)

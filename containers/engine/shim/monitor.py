@@ -116,6 +116,7 @@ class Client:
         # An exec's client owns its process's stdin pipe; an attach client shares the container's.
         self.owns_stdin = False
         self.on_close_stdin: Callable[[], None] | None = None
+        self.on_hang_up: Callable[[], None] | None = None
         conn.setblocking(False)
         monitor.sel.register(conn, selectors.EVENT_READ, self._readable)
 
@@ -173,6 +174,8 @@ class Client:
             _write_all(target, payload)
         elif kind == protocol.CLOSE_STDIN and self.on_close_stdin is not None:
             self.on_close_stdin()
+        elif kind == protocol.HANGUP and self.on_hang_up is not None:
+            self.on_hang_up()
         elif kind == protocol.RESIZE and self.tty_fd is not None:
             size = json.loads(payload)
             set_winsize(self.tty_fd, int(size["h"]), int(size["w"]))
@@ -629,12 +632,16 @@ class Monitor:
             conn.close()
         session = ExecSession(client, request.get("exec_id", ""), outputs)
         self.execs[pid] = session
+        if client is not None:
+            client.on_hang_up = lambda: self._hang_up(pid)
         for fd in outputs:
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, lambda f, e, p=pid: self._on_exec_output(p, f))
 
     def _on_exec_output(self, pid: int, fd: int) -> None:
-        session = self.execs[pid]
+        session = self.execs.get(pid)
+        if session is None or fd not in session.outputs:
+            return  # a hang-up closed the terminal after this select() saw it readable
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
@@ -649,6 +656,20 @@ class Monitor:
             return
         if session.client is not None:
             session.client.send(session.outputs[fd], data)
+
+    def _hang_up(self, pid: int) -> None:
+        """Close an exec's terminal (the kernel sends its session SIGHUP, as when sshd loses a client) or stdin."""
+        session = self.execs.get(pid)
+        if session is None or session.client is None:
+            return
+        client = session.client
+        client.close_own_stdin()
+        master, client.tty_fd = client.tty_fd, None
+        if master is not None and master in session.outputs:
+            self.sel.unregister(master)
+            os.close(master)
+            del session.outputs[master]
+            self._maybe_finish_exec(pid)
 
     def _maybe_finish_exec(self, pid: int) -> None:
         session = self.execs[pid]

@@ -1,8 +1,9 @@
 """Frames on a monitor connection once a request has switched it to streaming (attach, exec).
 
 Each frame is a 5-byte header, `kind` (1 byte) and payload length (4 bytes, big-endian), then the
-payload. Clients send STDIN, CLOSE_STDIN and RESIZE; the monitor sends STDOUT, STDERR and, last,
-EXIT (`{"exit_code": N}`) or ERROR (a message). The Docker API edge turns these into Docker's
+payload. Clients send STDIN, CLOSE_STDIN, RESIZE and HANGUP (an exec's client has left: its
+terminal is closed, or its stdin); the monitor sends STDOUT, STDERR and, last, EXIT
+(`{"exit_code": N}`) or ERROR (a message). The Docker API edge turns these into Docker's
 8-byte multiplexed frames or raw bytes; the websocket edge into websocket messages.
 """
 
@@ -12,7 +13,7 @@ import json
 import struct
 from typing import Any
 
-STDIN, STDOUT, STDERR, RESIZE, CLOSE_STDIN, EXIT, ERROR = range(7)
+STDIN, STDOUT, STDERR, RESIZE, CLOSE_STDIN, EXIT, ERROR, HANGUP = range(8)
 _HEADER = struct.Struct(">BI")
 
 
