@@ -5,15 +5,19 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Debian packages: the private redis-server, the busybox base, and the real peers tests check us against.
 DEBS := redis-server busybox-static skopeo umoci runc docker-registry iproute2
+# Only the tests need a browser: Debian's chromium, driven by Playwright.
+TEST_DEBS := chromium
+# Front-end libraries from npm, as package-lock.json pins them (served from node_modules).
+NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: run test install debs lint
+.PHONY: run test install debs npm-debs test-debs lint
 
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
 	exec $(PY) manage.py serve
 
-test: install
+test: install test-debs
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
@@ -24,14 +28,29 @@ lint: install
 # not the package and its Go dependencies); the runtime reads it from the venv.
 SECCOMP := $(VENV)/share/webengine/seccomp/default.json
 
-install: debs $(STAMP) $(SECCOMP)
+install: debs $(STAMP) $(SECCOMP) $(NODE_STAMP)
 
-debs:
-	@missing=""; for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+define install_debs
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+debs:
+	$(call install_debs,$(DEBS))
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory npm-debs
+
+npm-debs:
+	$(call install_debs,nodejs npm)
+
+test-debs:
+	$(call install_debs,$(TEST_DEBS))
+
+$(NODE_STAMP): package.json package-lock.json | debs
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(SECCOMP): | $(STAMP)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \

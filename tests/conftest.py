@@ -52,6 +52,7 @@ FEATURES = {
     "redis-server": lambda: shutil.which("redis-server") is not None,
     "docker-cli": lambda: shutil.which("docker") is not None,
     "docker-daemon": _docker_daemon,
+    "chromium": lambda: shutil.which("chromium") is not None,
 }
 
 

@@ -114,11 +114,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "containers",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -157,7 +161,13 @@ except ValueError as err:
     raise ImproperlyConfigured(f"DATABASE_URL: {err}") from err
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and the node agent write concurrently: wait for the lock instead of failing at once.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    # In WAL mode (containers.apps puts the file in it), synchronous=NORMAL makes a commit cost no
+    # fsync: a crash of the process loses nothing; a power cut may lose the last commits.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA synchronous=NORMAL;",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -208,11 +218,69 @@ if CONTAINERS_ENGINE["SNAPSHOTTER"] not in ("overlay", "native"):
     )
 
 #
+# Builds: where uploaded contexts wait for their node, and the largest context accepted
+#
+
+BUILD_CONTEXT_DIR = WEBENGINE_ROOT / "build-contexts"
+BUILD_CONTEXT_LIMIT = envint("WEBENGINE_BUILD_CONTEXT_LIMIT", 1 << 30, minimum=1, maximum=1 << 40)
+
+#
+# Containers: host directories below which anyone who may run containers can bind-mount (site admins mount any)
+#
+
+BIND_MOUNT_ROOTS = envlist("WEBENGINE_BIND_MOUNT_ROOTS", [])
+if any(not os.path.isabs(root) for root in BIND_MOUNT_ROOTS):
+    raise ImproperlyConfigured(f"WEBENGINE_BIND_MOUNT_ROOTS={','.join(BIND_MOUNT_ROOTS)!r}: expected absolute paths")
+
+#
 # Docker Engine API (`manage.py dockerapi`): a root-only unix socket, and TCP on 127.0.0.1 with a token
 #
 
 DOCKER_API_SOCKET = envpath("WEBENGINE_DOCKER_SOCKET", "/run/webengine/docker.sock")
 DOCKER_API_PORT = envint("WEBENGINE_DOCKER_PORT", 2375, minimum=0, maximum=65535)
+
+#
+# REST API (/api/v1/): sessions with CSRF or bearer tokens, scoped lists, one error shape; schema at /api/schema/
+#
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # The token first: its WWW-Authenticate header makes DRF answer anonymous requests 401, not 403.
+        "containers.api.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["containers.api.permissions.IsAuthenticatedWritable"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "EXCEPTION_HANDLER": "containers.api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "webengine API",
+    "DESCRIPTION": "Containers, images, builds and jobs of your teams; teams, members, tokens and the audit log.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from the installed drf-spectacular-sidecar package: the docs work with no network.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ContainerStatusEnum": "containers.choices.ContainerStatus",
+        "BuildStatusEnum": "containers.choices.BuildStatus",
+        "JobStatusEnum": "containers.choices.JobStatus",
+    },
+}
 
 #
 # Auth, i18n, static files
@@ -234,8 +302,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = WEBENGINE_ROOT / "static"
+# Ours, and the front-end libraries that `make install` puts in node_modules from package-lock.json
+# (never copied into the repository), each under vendor/<name>/.
+_NODE_MODULES = BASE_DIR / "node_modules"
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/xterm", _NODE_MODULES / "@xterm" / "xterm"),
+    ("vendor/xterm-addon-fit", _NODE_MODULES / "@xterm" / "addon-fit" / "lib"),
+    ("vendor/uplot", _NODE_MODULES / "uplot" / "dist"),
+]
+# WhiteNoise serves the static files from where the finders find them, so Daphne serves the whole
+# site with no collectstatic step and no second server.
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,

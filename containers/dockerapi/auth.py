@@ -1,45 +1,62 @@
-"""The Docker API's token over TCP: one admin token until the team issue brings tokens per user.
+"""Who asks on the Docker API: an API token's principal over TCP, a site admin on the unix socket.
 
-`manage.py dockerapi_token` makes a token and prints it once; the state root keeps only its
-SHA-256, readable by root alone. Clients send it as `Authorization: Bearer <token>`: the docker
-CLI from `HttpHeaders` in its config.json, docker-py from `client.api.headers`. The unix socket
-needs no token: its file mode (0600, root) is the check, as for Docker's own socket.
+Over TCP, every request but `/_ping` and `/version` carries `Authorization: Bearer we_…`, an API
+token (`manage.py token create <user> --team <team>`, or the tokens page). Its principal is its
+user confined to its team, and a viewer whatever the user's role if the token is read-only. The
+docker CLI sends the header from `HttpHeaders` in its config.json, docker-py from
+`client.api.headers`; a websocket may send the token as the subprotocol `bearer.<token>`, since a
+browser cannot set a websocket's headers (websocket.py).
+
+The unix socket is trusted as Docker's is: its file mode (0600, root) is the check, and whoever
+reaches it is a site admin with no team limit. That principal's user is the peer's unix account,
+named but not stored (no Django user of that name need exist), so that the audit log says who it was.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import secrets
-from pathlib import Path
+import pwd
+import socket
+import struct
+from dataclasses import replace
 
-TOKEN_FILE = "docker-api-token.sha256"
+from django.contrib.auth import get_user_model
 
+from containers import accounts
+from containers.choices import AuditSource
+from containers.dockerapi.httpserver import Request
+from containers.permissions import Principal
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def make_token(root: Path) -> str:
-    """Make a new token, replacing the previous one; return it (it is kept nowhere in clear)."""
-    token = secrets.token_urlsafe(32)
-    root.mkdir(parents=True, exist_ok=True, mode=0o711)
-    tmp = root / (TOKEN_FILE + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(_digest(token) + "\n")
-    os.replace(tmp, root / TOKEN_FILE)
-    return token
+BEARER = "bearer."
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
-def authorized(root: Path, authorization: str) -> bool:
-    """Whether an `Authorization` header carries the current token (read each time: a new one applies at once)."""
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return False
+def bearer_token(request: Request) -> str:
+    """Return the token of `Authorization: Bearer <token>`, or of a websocket's `bearer.<token>` subprotocol; or ""."""
+    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return token.strip()
+    if request.headers.get("upgrade", "").lower() == "websocket":
+        for offered in request.headers.get("sec-websocket-protocol", "").split(","):
+            if offered.strip().startswith(BEARER):
+                return offered.strip().removeprefix(BEARER)
+    return ""
+
+
+def token_principal(request: Request) -> Principal | None:
+    """Return the principal of the request's token, from the TCP peer's address; None without a valid one."""
+    token = bearer_token(request)
+    principal = accounts.authenticate_token(token, AuditSource.DOCKER) if token else None
+    if principal is None:
+        return None
+    return replace(principal, address=request.sock.getpeername()[0])
+
+
+def unix_principal(sock: socket.socket) -> Principal:
+    """Return the unix socket's principal: a site admin named after the peer's unix account."""
+    _pid, uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
     try:
-        stored = (root / TOKEN_FILE).read_text().strip()
-    except FileNotFoundError:
-        return False
-    return hmac.compare_digest(_digest(token.strip()), stored)
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid {uid}"
+    user = get_user_model()(username=name, is_superuser=True, is_staff=True, is_active=True)
+    return Principal(user, source=AuditSource.DOCKER)

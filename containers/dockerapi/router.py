@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from django.core.exceptions import PermissionDenied
+
 from containers.dockerapi.httpserver import API_VERSION, MIN_API_VERSION, ApiError, Reply, Request, error_response
 from containers.engine.errors import (
     AlreadyExists,
@@ -95,6 +97,9 @@ class Router:
             return error_response(err.status, err.message)
         except EngineError as err:
             return error_response(status_of(err), str(err))
+        except PermissionDenied as err:
+            # A member whose role is too low, or a read-only token (scoping.py); outsiders get 404.
+            return error_response(403, str(err))
         except Exception as err:
             logger.exception("%s %s failed", request.method, request.target)
             return error_response(500, f"{type(err).__name__}: {err}")

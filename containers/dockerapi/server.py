@@ -1,10 +1,11 @@
 """Listen for the Docker Engine API: on a unix socket (trusted) and on TCP 127.0.0.1 (with a token).
 
 The unix socket is made mode 0600, so only root reaches it, as only root (and the docker group)
-reaches /run/docker.sock; requests on it need no token. Every request on TCP needs
-`Authorization: Bearer <token>` (see auth.py), or gets 401, except `/_ping` and `/version`:
-clients negotiate the API version before they send anything else, and docker-py does it in its
-constructor, before a caller can add the header.
+reaches /run/docker.sock; requests on it are a site admin's. Every request on TCP needs
+`Authorization: Bearer <token>`, an API token (see auth.py), or gets 401, except `/_ping` and
+`/version`: clients negotiate the API version before they send anything else, and docker-py does
+it in its constructor, before a caller can add the header. What the principal may then do is
+scoping.py's: every route is wrapped in its rule.
 """
 
 from __future__ import annotations
@@ -19,15 +20,25 @@ from pathlib import Path
 
 from django.db import connections
 
-from containers.dockerapi import auth, container_fs_routes, container_routes, exec_routes, image_routes, system_routes
+from containers.dockerapi import (
+    auth,
+    build_routes,
+    container_fs_routes,
+    container_routes,
+    exec_routes,
+    image_routes,
+    scoping,
+    system_routes,
+    websocket,
+)
 from containers.dockerapi.httpserver import ApiError, Connection, Reply, Request
 from containers.dockerapi.router import Router, parse_target
 
 logger = logging.getLogger(__name__)
 
 _UNAUTHORIZED = (
-    "authentication required: send `Authorization: Bearer <token>` (make the token with `manage.py dockerapi_token`; "
-    'the docker CLI sends it from "HttpHeaders" in config.json)'
+    "authentication required: send `Authorization: Bearer <token>` with an API token (mint one on the tokens page or "
+    'with `manage.py token create <user> --team <team>`; the docker CLI sends it from "HttpHeaders" in config.json)'
 )
 
 _OPEN = {"/_ping", "/version"}
@@ -35,18 +46,9 @@ _OPEN = {"/_ping", "/version"}
 # Docker routes this server does not have yet: 501 and what is missing, never a silent 404.
 UNIMPLEMENTED = [
     ("POST", r"/containers/[^/]+/update", "docker update"),
-    ("POST", r"/containers/prune", "docker container prune"),
-    ("GET", r"/containers/[^/]+/attach/ws", "attach over a websocket"),
-    ("POST", r"/build", "docker build"),
     ("POST", r"/build/prune", "docker builder prune"),
-    ("GET", r"/images/get", "docker save"),
-    ("GET", r"/images/.+/get", "docker save"),
-    ("POST", r"/images/load", "docker load"),
     ("POST", r"/images/.+/push", "docker push (it comes with the registry issue)"),
-    ("GET", r"/images/.+/history", "docker history"),
     ("GET", r"/images/search", "docker search (it comes with the registry issue)"),
-    ("POST", r"/images/prune", "docker image prune"),
-    ("GET", r"/system/df", "docker system df"),
     ("POST", r"/auth", "docker login (it comes with the registry issue)"),
     ("GET", r"/distribution/.+/json", "registry lookups (they come with the registry issue)"),
     ("*", r"/networks(/.*)?", "networks (they come with the networking issue)"),
@@ -63,8 +65,10 @@ def build_router() -> Router:
         *container_fs_routes.ROUTES,
         *exec_routes.ROUTES,
         *image_routes.ROUTES,
+        *build_routes.ROUTES,
+        *websocket.ROUTES,
     ]
-    return Router(routes, UNIMPLEMENTED)
+    return Router(scoping.guard(routes), UNIMPLEMENTED)
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -122,24 +126,24 @@ def _in_use(path: Path) -> bool:
 class DockerApiServer:
     """The API on `socket_path` and on `host:port` (either may be None); `start()` returns once both listen."""
 
-    def __init__(self, socket_path: Path | None, port: int | None, token_root: Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, socket_path: Path | None, port: int | None, host: str = "127.0.0.1") -> None:
         self.socket_path = socket_path
         self.port = port
         self.host = host
-        self.token_root = token_root
         self.router = build_router()
         self.servers: list[socketserver.BaseServer] = []
 
     def _dispatch(self, trusted: bool) -> Callable[[Request], Reply]:
         def dispatch(request: Request) -> Reply:
-            if not (trusted or request.path in _OPEN or self._authorized(request)):
-                raise ApiError(401, _UNAUTHORIZED)
+            if trusted:
+                request.principal = auth.unix_principal(request.sock)
+            elif request.path not in _OPEN:
+                request.principal = auth.token_principal(request)
+                if request.principal is None:
+                    raise ApiError(401, _UNAUTHORIZED)
             return self.router.dispatch(request)
 
         return dispatch
-
-    def _authorized(self, request: Request) -> bool:
-        return auth.authorized(self.token_root, request.headers.get("authorization", ""))
 
     def start(self) -> None:
         if self.socket_path is not None:

@@ -31,7 +31,12 @@ class Container(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     labels = models.JSONField(default=dict)
+    config = models.JSONField(default=dict, help_text="The container's Config as the node recorded it (Docker's names)")
+    host_config = models.JSONField(default=dict, help_text="Its HostConfig: mounts, limits, restart policy")
     synced = models.DateTimeField(auto_now=True)
+    team = models.ForeignKey(
+        "containers.Team", on_delete=models.PROTECT, null=True, blank=True, related_name="containers"
+    )
 
     class Meta:
         ordering = ["-created"]

@@ -22,7 +22,18 @@ class Image(models.Model):
     os = models.CharField(max_length=32, blank=True)
     layers = models.PositiveIntegerField(default=0)
     config = models.JSONField(default=dict, help_text="The image config's `config` object (Cmd, Env, ...)")
+    layer_list = models.JSONField(
+        default=list, help_text="The layers, base first: digest, diff_id, size (unpacked) and compressed size"
+    )
+    history = models.JSONField(default=list, help_text="The config's history, oldest first, with each layer's size")
     synced = models.DateTimeField(auto_now=True)
+    shared = models.BooleanField(default=False, help_text="Visible to every team, e.g. the busybox base")
+    # Images are owned through their tags; this keeps one without tags (a commit or build without
+    # one, or the image a moved tag left) its maker's, to see, run and prune.
+    team = models.ForeignKey(
+        "containers.Team", on_delete=models.PROTECT, null=True, blank=True, related_name="images",
+        help_text="The team whose job stored it",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["-created"]
@@ -41,6 +52,9 @@ class ImageTag(models.Model):
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="tags")
     reference = models.CharField(max_length=512, unique=True, help_text="Fully qualified reference")
     familiar = models.CharField(max_length=512, help_text="As Docker prints it, e.g. busybox:latest")
+    team = models.ForeignKey(
+        "containers.Team", on_delete=models.PROTECT, null=True, blank=True, related_name="image_tags"
+    )
 
     class Meta:
         ordering = ["familiar"]

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand
 
 from containers import services
 from containers.engine.errors import ImageNotFound
+from containers.models import Image
 
 
 class Command(BaseCommand):
@@ -21,18 +22,21 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self._busybox()
+        busybox = self._busybox()
         self._admin()
         services.sync_images()
+        # The base image every team runs from: shared, so that every team sees it.
+        Image.objects.filter(id=busybox).update(shared=True)
 
-    def _busybox(self) -> None:
+    def _busybox(self) -> str:
         try:
             image = services.engine().images.get("busybox:latest")
         except ImageNotFound:
             image = services.create_busybox_image()
             self.stdout.write(f"created busybox:latest {image.id}")
-            return
+            return image.id
         self.stdout.write(f"busybox:latest is present ({image.id})")
+        return image.id
 
     def _admin(self) -> None:
         users = get_user_model()

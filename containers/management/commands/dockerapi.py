@@ -15,8 +15,8 @@ from containers.dockerapi.server import DockerApiServer
 
 class Command(BaseCommand):
     help = (
-        "Serve the Docker Engine API on a root-only unix socket and on TCP 127.0.0.1 (bearer token from "
-        "`manage.py dockerapi_token`). Point the docker CLI at it with DOCKER_HOST."
+        "Serve the Docker Engine API on a root-only unix socket and on TCP 127.0.0.1 (with an API token from "
+        "`manage.py token create`). Point the docker CLI at it with DOCKER_HOST."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         stopping = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stopping.set())
         signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-        server = DockerApiServer(Path(socket) if socket else None, port or None, token_root=settings.WEBENGINE_ROOT)
+        server = DockerApiServer(Path(socket) if socket else None, port or None)
         server.start()
         try:
             where = [f"unix://{socket}"] if socket else []
