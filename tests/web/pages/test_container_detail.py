@@ -96,7 +96,7 @@ class ContainerDetailTests(PageTestCase):
     def test_the_page_follows_a_pending_job_until_it_ends(self) -> None:
         self.client_for(self.bob).post(self.action("stop"))
         page = self.html(self.bob, self.url())
-        assert 'id="container-state" data-refresh="1000"' in page and "stop pending" in page
+        assert 'id="container-state"' in page and 'data-refresh="1000"' in page and "stop pending" in page
         assert f'action="{self.action("stop")}"' not in page, "no second click while the first runs"
         job = Job.objects.get(kind=JobKind.STOP)
         job.start()

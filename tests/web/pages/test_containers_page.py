@@ -18,7 +18,8 @@ class ContainerListTests(PageTestCase):
     def test_it_lists_state_image_command_created_and_team(self) -> None:
         rows = table_rows(self.html(self.bob, URL))
         assert "red-web" in rows and "red-db" in rows
-        assert '<span class="pill running">running</span>' in rows
+        assert '<span class="pill running" data-container-status>running</span>' in rows
+        assert f'<tr data-container-id="{self.red_web.id}">' in rows, "live_list.js finds the row to update"
         assert "httpd -f" in rows and "busybox" in rows and ">red</td>" in rows
         assert "just now</td>" in rows
 
