@@ -14,6 +14,7 @@ import logging
 import queue
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -61,6 +62,12 @@ TEAM_LABEL = "webengine.team"
 def engine() -> Engine:
     """Return this process's engine for the local node."""
     return Engine(engine_config())
+
+
+@functools.cache
+def builder() -> Builder:
+    """Return this process's builder: its cache index is parsed once and again only when it changes."""
+    return Builder(engine())
 
 
 #
@@ -450,6 +457,8 @@ class _Publisher:
     effort: a build's row is its record, so a Redis that is down costs the live view, not the build.
     """
 
+    RETRY_S = 5.0
+
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
         self.lock = threading.Lock()
@@ -466,21 +475,21 @@ class _Publisher:
     def _run(self) -> None:
         layer = get_channel_layer()
         loop = asyncio.new_event_loop()
-        failing = False
+        quiet_until = 0.0
         while True:
             batch = [self.queue.get()]
             while not self.queue.empty():
                 batch.append(self.queue.get())
             for group, message in _joined(batch):
-                if layer is None:
+                if layer is None or time.monotonic() < quiet_until:
                     continue
                 try:
                     loop.run_until_complete(layer.group_send(group, message))
-                    failing = False
                 except Exception as err:  # noqa: BLE001 - see the docstring: the live view is best effort
-                    if not failing:
-                        logger.warning("live output not published to %s: %s", group, err)
-                    failing = True
+                    logger.warning("live output not published to %s for %ss: %s", group, self.RETRY_S, err)
+                    # Dropped, not retried message by message: a Redis that is down would cost every line a
+                    # connection attempt.
+                    quiet_until = time.monotonic() + self.RETRY_S
 
 
 def _joined(batch: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -498,11 +507,48 @@ def _joined(batch: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str
 _PUBLISHER = _Publisher()
 
 
+class _Tender:
+    """Tend every build this process runs, twice a second, from one thread (no thread a build to start)."""
+
+    EVERY_S = 0.5
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.builds: dict[uuid.UUID, tuple[_BuildLog, threading.Event]] = {}
+        self.thread: threading.Thread | None = None
+
+    def add(self, log: _BuildLog, cancel: threading.Event) -> None:
+        with self.lock:
+            self.builds[log.build.pk] = (log, cancel)
+            # A forked child (a Celery pool process) has the registry but not the thread: start its own.
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="tend builds", daemon=True)
+                self.thread.start()
+
+    def remove(self, log: _BuildLog) -> None:
+        """Stop tending `log`; once this returns, no tend of it is under way."""
+        with self.lock:
+            self.builds.pop(log.build.pk, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.EVERY_S)
+            with self.lock:
+                if not self.builds:
+                    continue
+                for log, cancel in list(self.builds.values()):
+                    try:
+                        log.tend(cancel)
+                    except Exception:
+                        logger.exception("could not tend build %s", log.build.pk)
+                close_old_connections()
+
+
 class _BuildLog:
     """Keep a build's output: live in its group and to `forward` at once, in its row twice a second.
 
-    The build's thread only appends; `tend`, in a thread of its own, saves what came since the
-    last save and looks for a cancel asked through the row, so that a step that prints a line and
+    The build's thread only appends; `tend`, called by the process's `_Tender`, saves what came
+    since the last save and looks for a cancel asked through the row, so that a step that prints a line and
     then runs for minutes shows that line in the row within half a second.
     """
 
@@ -531,21 +577,20 @@ class _BuildLog:
             setattr(self.build, name, value)
         Build.objects.filter(pk=self.build.pk).update(log=self.build.log, **fields)
 
-    def tend(self, cancel: threading.Event, done: threading.Event) -> None:
-        """Until `done`: save new output, and set `cancel` when the row asks for it (cancel_build, from anywhere)."""
-        try:
-            while not done.wait(self.TEND_EVERY_S):
-                if len(self.parts) != self.saved:
-                    self.save()
-                if not cancel.is_set() and Build.objects.filter(pk=self.build.pk, cancel_requested=True).exists():
-                    cancel.set()
-        finally:
-            connection.close()
+    def tend(self, cancel: threading.Event) -> None:
+        """Save new output, and set `cancel` when the row asks for it (cancel_build, from anywhere)."""
+        if len(self.parts) != self.saved:
+            self.save()
+        if not cancel.is_set() and Build.objects.filter(pk=self.build.pk, cancel_requested=True).exists():
+            cancel.set()
 
     def finish(self, **fields: Any) -> None:
         self.save(finished_at=timezone.now(), **fields)
         _PUBLISHER.send(self.group, {"type": "build.finished", "status": self.build.status,
                                      "image_id": self.build.image_id, "error": self.build.error})  # fmt: skip
+
+
+_TENDER = _Tender()
 
 
 def build_group(build_id: uuid.UUID | str) -> str:
@@ -595,14 +640,11 @@ def run_build(
         dockerfile=build.dockerfile, tags=tuple(build.tags), build_args=build.build_args, target=build.target,
         no_cache=build.no_cache, labels=build.labels, context_limit=settings.BUILD_CONTEXT_LIMIT,
     )  # fmt: skip
-    done = threading.Event()
-    tender = threading.Thread(target=log.tend, args=(cancel, done), name=f"tend build {build.short_id}", daemon=True)
-    tender.start()
+    _TENDER.add(log, cancel)
     try:
-        result = Builder(engine()).build(context, options, log, cancel)
+        result = builder().build(context, options, log, cancel)
     except BaseException as err:
-        done.set()
-        tender.join()
+        _TENDER.remove(log)
         if isinstance(err, BuildCancelled):
             log.finish(status=BuildStatus.CANCELLED, error=str(err))
         elif isinstance(err, EngineError):
@@ -611,8 +653,7 @@ def run_build(
             log.finish(status=BuildStatus.FAILED, error=f"{type(err).__name__}: {err}", exit_code=1)
         raise
     finally:
-        done.set()
-        tender.join()
+        _TENDER.remove(log)
         close_old_connections()
     sync_image(result.image_id, build.team)
     log.finish(status=BuildStatus.SUCCEEDED, image_id=result.image_id, exit_code=0)

@@ -86,8 +86,16 @@ def _stream(record: Any, context: BinaryIO, quiet: bool) -> Generator[bytes, Non
     worker = threading.Thread(target=work, name=f"build {record.short_id}", daemon=True)
     worker.start()
     try:
-        while (text := pieces.get()) is not None:
-            yield _message(stream=text)
+        ended = False
+        while not ended:
+            # What piled up while the last chunk went out goes in one chunk (the clients split it).
+            batch = [pieces.get()]
+            while not pieces.empty():
+                batch.append(pieces.get())
+            ended = batch[-1] is None
+            chunk = b"".join(_message(stream=text) for text in batch if text is not None)
+            if chunk:
+                yield chunk
         worker.join()
         if failure:
             err = failure[0]
@@ -95,7 +103,7 @@ def _stream(record: Any, context: BinaryIO, quiet: bool) -> Generator[bytes, Non
             code = getattr(err, "code", 1) or 1
             yield _message(errorDetail={"code": code, "message": message}, error=message)
             return
-        record.refresh_from_db()
+        # run_build set the image on this very row object.
         if quiet:
             yield _message(stream=record.image_id + "\n")
         yield _message(aux={"ID": record.image_id})
