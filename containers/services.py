@@ -102,9 +102,24 @@ def sync_images(team: Team | None = None) -> list[Image]:
 def sync_image(ref: str, team: Team | None = None) -> Image:
     """Refresh the rows of one image and its tags (a tag it took from another image moves with it).
 
-    Cheaper than `sync_images` after an operation that made or tagged one image, such as a build.
+    Cheaper than `sync_images` after an operation that made or tagged one image, such as a build:
+    an image's row, once it has its history, cannot change (everything in it follows from the
+    image's ID, a digest), so only its tags are compared and written where they differ.
     """
-    return _sync_image_row(engine().images.get(ref), team)
+    image = engine().images.get(ref)
+    row = Image.objects.filter(id=image.id).first()
+    if row is None or not row.history:
+        return _sync_image_row(image, team)
+    wanted = {str(parse_reference(familiar)): familiar for familiar in image.repo_tags}
+    known = {tag.reference: tag for tag in ImageTag.objects.filter(reference__in=wanted)}
+    for reference, familiar in wanted.items():
+        tag = known.get(reference)
+        if tag is None:
+            ImageTag.objects.create(reference=reference, image=row, familiar=familiar, team=team)
+        elif (tag.image_id, tag.familiar) != (row.id, familiar):
+            tag.image, tag.familiar = row, familiar
+            tag.save(update_fields=["image", "familiar"])
+    return row
 
 
 def _sync_image_row(image: StoredImage, team: Team | None) -> Image:

@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 from containers import services
 from containers.choices import BuildStatus
 from containers.engine.errors import EngineError, ImageNotFound
-from containers.models import Build, Image
+from containers.models import Build, Image, ImageTag
 
 pytestmark = [
     pytest.mark.requires("root", "overlayfs", "busybox", "redis-server"),
@@ -126,3 +126,24 @@ def test_a_build_cancelled_through_its_row_stops_and_leaves_nothing(node: None) 
     assert services.engine().containers.list() == []
     with pytest.raises(EngineError, match="already finished"):
         services.cancel_build(build.id)
+
+
+def test_a_rebuild_adds_and_moves_tag_rows_without_rewriting_the_image(node: None) -> None:
+    first = services.create_build(tags=["rows:1"])
+    services.run_build(first, _context("FROM busybox\nRUN echo one > /one\n"))
+    again = services.create_build(tags=["rows:1", "rows:2"])
+    services.run_build(again, _context("FROM busybox\nRUN echo one > /one\n"))
+    first.refresh_from_db()
+    again.refresh_from_db()
+    assert again.image_id == first.image_id, "the rebuild came from the cache"
+    assert "Using cache" in again.log
+    tags = dict(ImageTag.objects.filter(familiar__startswith="rows:").values_list("familiar", "image_id"))
+    assert tags == {"rows:1": first.image_id, "rows:2": first.image_id}
+
+    other = services.create_build(tags=["rows:1"])
+    services.run_build(other, _context("FROM busybox\nRUN echo two > /two\n"))
+    other.refresh_from_db()
+    tags = dict(ImageTag.objects.filter(familiar__startswith="rows:").values_list("familiar", "image_id"))
+    assert tags == {"rows:1": other.image_id, "rows:2": first.image_id}, "a tag moves to the image it now names"
+    services.remove_image("rows:1")
+    services.remove_image("rows:2")
