@@ -33,6 +33,7 @@ from containers.engine import container_fs
 from containers.engine.build.builder import BuildCancelled, Builder, BuildOptions
 from containers.engine.engine import Engine
 from containers.engine.errors import (
+    DockerfileError,
     EngineError,
     FailedPrecondition,
     ImageInUse,
@@ -110,15 +111,7 @@ def sync_image(ref: str, team: Team | None = None) -> Image:
     row = Image.objects.filter(id=image.id).first()
     if row is None or not row.history:
         return _sync_image_row(image, team)
-    wanted = {str(parse_reference(familiar)): familiar for familiar in image.repo_tags}
-    known = {tag.reference: tag for tag in ImageTag.objects.filter(reference__in=wanted)}
-    for reference, familiar in wanted.items():
-        tag = known.get(reference)
-        if tag is None:
-            ImageTag.objects.create(reference=reference, image=row, familiar=familiar, team=team)
-        elif (tag.image_id, tag.familiar) != (row.id, familiar):
-            tag.image, tag.familiar = row, familiar
-            tag.save(update_fields=["image", "familiar"])
+    _sync_tag_rows(row, image, team)
     return row
 
 
@@ -134,13 +127,21 @@ def _sync_image_row(image: StoredImage, team: Team | None) -> Image:
         **_layers_and_history(image),
     }
     row, _ = Image.objects.update_or_create(id=image.id, defaults=fields, create_defaults={**fields, "team": team})
-    for familiar in image.repo_tags:
-        ImageTag.objects.update_or_create(
-            reference=str(parse_reference(familiar)),
-            defaults={"image": row, "familiar": familiar},
-            create_defaults={"image": row, "familiar": familiar, "team": team},
-        )
+    _sync_tag_rows(row, image, team)
     return row
+
+
+def _sync_tag_rows(row: Image, image: StoredImage, team: Team | None) -> None:
+    """Point the image's tag rows at `row`, writing only those that differ; new ones are owned by `team`."""
+    wanted = {str(parse_reference(familiar)): familiar for familiar in image.repo_tags}
+    known = {tag.reference: tag for tag in ImageTag.objects.filter(reference__in=wanted)}
+    for reference, familiar in wanted.items():
+        tag = known.get(reference)
+        if tag is None:
+            ImageTag.objects.create(reference=reference, image=row, familiar=familiar, team=team)
+        elif (tag.image_id, tag.familiar) != (row.id, familiar):
+            tag.image, tag.familiar = row, familiar
+            tag.save(update_fields=["image", "familiar"])
 
 
 def _layers_and_history(image: StoredImage) -> dict[str, list[dict[str, Any]]]:
@@ -663,7 +664,10 @@ def run_build(
         if isinstance(err, BuildCancelled):
             log.finish(status=BuildStatus.CANCELLED, error=str(err))
         elif isinstance(err, EngineError):
-            log.finish(status=BuildStatus.FAILED, error=str(err), exit_code=getattr(err, "code", 1) or 1)
+            # The Docker API says what moby says; the row, which the pages show, also says where.
+            line = getattr(err, "line_start", 0)
+            error = f"{build.dockerfile}:{line}: {err}" if line and not isinstance(err, DockerfileError) else str(err)
+            log.finish(status=BuildStatus.FAILED, error=error, exit_code=getattr(err, "code", 1) or 1)
         else:
             log.finish(status=BuildStatus.FAILED, error=f"{type(err).__name__}: {err}", exit_code=1)
         raise
