@@ -90,6 +90,9 @@ class _Handler(socketserver.BaseRequestHandler):
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    # The docker CLI opens a connection per container at once (`docker rm -f $(docker ps -aq)`),
+    # without blocking: beyond socketserver's backlog of 5 it fails with "Cannot connect".
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: Path, dispatch: Callable[[Request], Reply]) -> None:
         self.dispatch = dispatch
@@ -107,6 +110,7 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class _TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = socket.SOMAXCONN
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], dispatch: Callable[[Request], Reply]) -> None:

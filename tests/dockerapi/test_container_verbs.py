@@ -168,6 +168,16 @@ def test_rm_refuses_a_running_container_unless_forced_and_rename_renames(api: Ap
     assert api.docker("rm", "-f", "second").returncode == 0, "rm -f of a missing container is no error"
 
 
+@cli
+def test_rm_f_of_many_containers_removes_them_all_at_once(api: ApiServer) -> None:
+    """The CLI sends one request a container at the same time; none may find the socket's backlog full."""
+    created = [api.client().containers.create("busybox", "true").id for _ in range(40)]
+    removed = api.docker("rm", "-f", *created, host=f"unix://{api.socket_path}")
+    assert removed.returncode == 0, removed.stderr
+    assert sorted(removed.stdout.split()) == sorted(created)
+    assert docker_ok(api, "ps", "-aq") == ""
+
+
 #
 # logs
 #
