@@ -24,6 +24,7 @@ from containers.engine.runtime.cgroups import (
     DEFAULT_ROOT,
     Resources,
     cgroup_version,
+    favor_dynamic_modifications,
     new_manager,
     remove_parent_if_empty,
 )
@@ -293,3 +294,35 @@ def test_it_orders_memory_and_swap_writes_on_v1(sandbox: Sandbox) -> None:
     sandbox.manager.apply(Resources(memory=128 * MiB, memory_swap=-1))
     assert limits()[0] == 128 * MiB
     assert limits()[1] > 1 << 60, "-1 should lift the memory+swap limit"
+
+
+#
+# favordynmods
+#
+
+
+def _mountinfo_line(mount_point: Path, super_options: str) -> str:
+    return f"35 24 0:30 / {mount_point} rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 {super_options}\n"
+
+
+def test_favor_dynamic_modifications_leaves_a_hierarchy_that_has_the_option(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(_mountinfo_line(tmp_path / "unified", "rw,nsdelegate,favordynmods"))
+    # No remount is tried: tmp_path/unified is no mount point, and a remount there would fail.
+    assert favor_dynamic_modifications(tmp_path, mountinfo) is True
+
+
+def test_favor_dynamic_modifications_reports_a_machine_without_cgroup2(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(_mountinfo_line(tmp_path / "elsewhere", "rw"))
+    assert favor_dynamic_modifications(tmp_path, mountinfo) is False
+
+
+def test_favor_dynamic_modifications_turns_the_option_on_for_the_machines_hierarchy() -> None:
+    root = v2_root()
+    if root is None or tuple(map(int, os.uname().release.split(".")[:2])) < (6, 0):
+        pytest.skip("favordynmods needs a cgroup2 hierarchy and Linux 6.0")
+    assert favor_dynamic_modifications() is True
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    line = next(m for m in mounts if m.split()[4] == str(root))
+    assert "favordynmods" in line.split(" - ")[1].split()[2].split(",")

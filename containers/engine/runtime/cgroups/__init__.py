@@ -9,7 +9,15 @@ See `Manager` for the lifecycle, and the controller modules for what each limit 
 """
 
 from .common import DeviceRule, Resources
-from .manager import DEFAULT_ROOT, Manager, Stats, cgroup_version, new_manager, remove_parent_if_empty
+from .manager import (
+    DEFAULT_ROOT,
+    Manager,
+    Stats,
+    cgroup_version,
+    favor_dynamic_modifications,
+    new_manager,
+    remove_parent_if_empty,
+)
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -18,6 +26,7 @@ __all__ = [
     "Resources",
     "Stats",
     "cgroup_version",
+    "favor_dynamic_modifications",
     "new_manager",
     "remove_parent_if_empty",
 ]
