@@ -421,7 +421,7 @@ def _wait_for(
     than the initial one, after running; `removed` until the container is gone.
     """
     containers = _containers()
-    last, ran = initial, False
+    last, ran, ended = initial, False, None
     while True:
         if gone():
             return None
@@ -432,7 +432,7 @@ def _wait_for(
         if _active(state):
             ran = True
             try:
-                containers.wait(container_id)
+                ended = containers.wait(container_id)
             except NotFound:
                 break
             continue
@@ -444,6 +444,8 @@ def _wait_for(
     # Gone (removed, or auto-removed at its exit): the exit code is what its pipe or the event log saw.
     ACTIVITY.wait_pipes(container_id, _PIPES_GRACE_S)
     code = ACTIVITY.exit_code(container_id)
+    if code is None and ended is not None:
+        code = ended.exit_code
     # The monitor logs `die` just after it removes an auto-removed container: give it a moment.
     deadline = time.monotonic() + (1.0 if ran else 0.0)
     while code is None and time.monotonic() < deadline:

@@ -248,13 +248,13 @@ class Containers:
         merged["Hostname"] = config.get("Hostname") or container_id[:12]
         parent = self.images.unpack(image)
         with self._locked():
-            wanted = _check_name(name) if name else self._generate_name()
-            for record in self._records():
-                if record.name == wanted:
-                    raise AlreadyExists(
-                        f'Conflict. The container name "/{wanted}" is already in use by container "{record.id}". '
-                        "You have to remove (or rename) that container to be able to reuse that name."
-                    )
+            taken = {record.name: record.id for record in self._records()}
+            wanted = _check_name(name) if name else self._generate_name(taken)
+            if wanted in taken:
+                raise AlreadyExists(
+                    f'Conflict. The container name "/{wanted}" is already in use by container "{taken[wanted]}". '
+                    "You have to remove (or rename) that container to be able to reuse that name."
+                )
             directory = self._dir(container_id)
             directory.mkdir(mode=0o711)
             try:
@@ -274,8 +274,8 @@ class Containers:
         events.append(self.config.root, "create", record.id, **attributes)
         return record
 
-    def _generate_name(self) -> str:
-        taken = {r.name for r in self._records()}
+    @staticmethod
+    def _generate_name(taken: Mapping[str, str]) -> str:
         adjectives = ["brave", "calm", "eager", "fond", "keen", "quirky", "sharp", "swift", "vivid", "wise"]
         nouns = ["turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "liskov", "wirth", "kay"]
         while True:
@@ -464,7 +464,10 @@ class Containers:
         )  # fmt: skip
 
     def wait(self, ref: str, timeout: float | None = None) -> State:
-        """Block until the container is not running (nor restarting); return its state."""
+        """Block until the container is not running (nor restarting); return its state.
+
+        A container removed at its exit (`--rm`) answers with the exit code its monitor gave.
+        """
         record_id = self.resolve(ref)
         deadline = None if timeout is None else time.monotonic() + timeout
         socket_path = self._dir(record_id) / "monitor.sock"
@@ -478,9 +481,14 @@ class Containers:
             try:
                 _, sock = shim_client.request(socket_path, {"op": "wait"}, timeout=remaining)
                 with sock:
-                    shim_client.read_line(sock)
+                    answer = shim_client.read_line(sock)
             except (OSError, ValueError, ConnectionError):
                 time.sleep(0.01)
+                continue
+            if not (self._dir(record_id) / "container.json").exists():
+                # Removed at its exit (--rm): the monitor's answer is all that is left of the run.
+                code, oom = int(answer.get("exit_code", 0)), bool(answer.get("oom_killed"))
+                return State("exited", False, False, False, oom, 0, code, "", ZERO_TIME, ZERO_TIME)
 
     #
     # signals and stop

@@ -308,13 +308,7 @@ class Monitor:
         pid = os.fork()
         if pid == 0:
             os.close(read_end)
-            try:
-                answer = work()
-            except (EngineError, OSError) as err:
-                answer = {"error": str(err), "exit_code": _exit_code_for(err)}
-            except BaseException as err:  # noqa: BLE001 - reported to the monitor, never raised in a fork
-                answer = {"error": f"{type(err).__name__}: {err}", "exit_code": 125}
-            os.write(write_end, json.dumps(answer).encode())
+            os.write(write_end, json.dumps(_answer(work)).encode())
             os._exit(0)
         os.close(write_end)
         chunks = []
@@ -445,7 +439,9 @@ class Monitor:
         # One helper for the cgroup's verdict, the runtime's delete, the final status and the
         # release: everything is released before anyone hears of the exit, so a `wait` then
         # `rm` finds nothing mounted (and with --rm, nothing at all).
-        self.status.oom_killed = bool(self._in_child(finish).get("oom_killed"))
+        # A monitor that does not restart the container exits right after: no pages to keep shared.
+        answer = self._in_child(finish) if restart else _answer(finish)
+        self.status.oom_killed = bool(answer.get("oom_killed"))
         if not restart:
             self.status.status = "exited"
         self._close_stdin()
@@ -509,8 +505,8 @@ class Monitor:
             self.done = True
 
     def _release(self) -> None:
-        """Release (see `_release_now`) in a helper, away from the monitor's own pages."""
-        self._in_child(self._release_now)
+        """Release (see `_release_now`), errors aside: the monitor exits next, so here, not in a helper."""
+        _answer(self._release_now)
 
     def _release_now(self) -> dict[str, Any]:
         """Unmount the rootfs; with auto-remove, remove the container."""
@@ -682,6 +678,16 @@ class Monitor:
             record.write_text(json.dumps({**result, "pid": pid, "finished_at": _now()}))
         if session.client is not None:
             session.client.finish(protocol.EXIT, json.dumps(result).encode())
+
+
+def _answer(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Return what `work` returns, or its error as `{"error", "exit_code"}`."""
+    try:
+        return work()
+    except (EngineError, OSError) as err:
+        return {"error": str(err), "exit_code": _exit_code_for(err)}
+    except BaseException as err:  # noqa: BLE001 - reported to the monitor, never raised into its loop
+        return {"error": f"{type(err).__name__}: {err}", "exit_code": 125}
 
 
 def _exit_code(status: int) -> int:

@@ -24,7 +24,7 @@ import stat
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from containers.engine.errors import AlreadyExists, FailedPrecondition, SnapshotNotFound
@@ -100,10 +100,11 @@ class Transaction:
         """Write the records back atomically: a temporary file, fsync(2), then rename(2) over the old one."""
         if not self._writable:
             raise RuntimeError("a read-only snapshot metadata transaction cannot save")
-        data = {"next_id": self._next_id, "snapshots": {key: asdict(r) for key, r in self.records.items()}}
+        # Every container's create and removal rewrites this file: compact, and without asdict's deep copies.
+        snapshots = {key: {**vars(r), "kind": r.kind.value} for key, r in self.records.items()}
         tmp = self._path.with_name(self._path.name + ".tmp")
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            json.dump({"next_id": self._next_id, "snapshots": snapshots}, f, separators=(",", ":"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._path)
