@@ -8,7 +8,10 @@ from django.conf import settings
 
 from containers.engine.config import EngineConfig
 
-DEFAULTS = {"ROOT": "/var/lib/webengine", "SNAPSHOTTER": "overlay", "CGROUP_PARENT": "webengine", "RUNTIME": "native"}
+DEFAULTS = {
+    "ROOT": "/var/lib/webengine", "SNAPSHOTTER": "overlay", "CGROUP_PARENT": "webengine", "RUNTIME": "native",
+    "STANDBY_TTL": 600,
+}  # fmt: skip
 
 
 def engine_config() -> EngineConfig:
@@ -19,4 +22,5 @@ def engine_config() -> EngineConfig:
         snapshotter=options["SNAPSHOTTER"],
         cgroup_parent=options["CGROUP_PARENT"],
         runtime=options["RUNTIME"],
+        standby_ttl=float(options["STANDBY_TTL"]),
     )

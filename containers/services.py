@@ -324,11 +324,20 @@ def create_container(
     return row
 
 
-def start_container(ref: str, attach: dict[str, bool] | None = None) -> Stream | None:
+def start_container(
+    ref: str, attach: dict[str, bool] | None = None, keep_warm: bool = False, sync: bool = True
+) -> Stream | None:
+    """Start the container (see `Containers.start`); with `sync`, refresh its row after, whatever happened."""
     try:
-        return engine().containers.start(ref, attach)
+        return engine().containers.start(ref, attach, keep_warm=keep_warm)
     finally:
-        sync_container(ref)
+        if sync:
+            sync_container(ref)
+
+
+def drain_standbys() -> None:
+    """Give up this node's standby containers (see containers/engine/standby.py), as a server stops."""
+    engine().containers.standbys.drain()
 
 
 def stop_container(ref: str, timeout: int | None = None, signal: str | None = None) -> bool:

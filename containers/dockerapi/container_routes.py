@@ -317,25 +317,29 @@ def start_container(request: Request) -> Reply:
     waiting = ACTIVITY.take_waiting(record.id)
     attach = {key: any(p.streams[key] for p in waiting) for key in ("stdin", "stdout", "stderr")} if waiting else None
     try:
-        stream = services.start_container(record.id, attach=attach)
+        # `docker run` creates and starts: keep a container of the same kind ready for the next one.
+        # The row is synced once the attach and wait requests know (they are what `docker run` waits on).
+        stream = services.start_container(record.id, attach=attach, keep_warm=True, sync=False)
     except FailedPrecondition as err:
-        _not_started(waiting)
+        _not_started(waiting, record.id)
         # The runtime refused the process (no such executable, ...): moby answers 400, and the CLI
         # derives `docker run`'s exit code (125, 126, 127) from the words.
         raise ApiError(400, str(err)) from err
     except BaseException:
-        _not_started(waiting)
+        _not_started(waiting, record.id)
         raise
     for index, pending in enumerate(waiting):
         pending.give(stream if index == 0 else None, started=True)
     ACTIVITY.changed()
+    services.sync_container(record.id)
     return no_content()
 
 
-def _not_started(waiting: list[PendingAttach]) -> None:
+def _not_started(waiting: list[PendingAttach], container_id: str) -> None:
     for pending in waiting:
         pending.give(None, started=False)
     ACTIVITY.changed()
+    services.sync_container(container_id)
 
 
 def _timeout(request: Request) -> int | None:

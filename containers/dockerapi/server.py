@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.db import connections
 
+from containers import services
 from containers.dockerapi import (
     auth,
     build_routes,
@@ -181,3 +182,4 @@ class DockerApiServer:
         self.servers.clear()
         if self.socket_path is not None:
             self.socket_path.unlink(missing_ok=True)
+        services.drain_standbys()

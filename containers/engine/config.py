@@ -22,6 +22,8 @@ class EngineConfig:
     snapshotter: str = "overlay"
     cgroup_parent: str = "webengine"
     runtime: str = "native"
+    # Seconds a standby container waits to be adopted (containers/engine/standby.py); 0: none are made.
+    standby_ttl: float = 600.0
 
     @property
     def content_root(self) -> Path:

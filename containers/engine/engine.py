@@ -17,7 +17,10 @@ class Engine:
         self.config = config
         self.content = LocalStore(config.content_root)
         self.snapshotter = new_snapshotter(config.snapshotter, config.snapshots_root)
-        self.images = ImageStore(config, self.content, self.snapshotter, is_running=self._is_running)
+        self.images = ImageStore(
+            config, self.content, self.snapshotter, is_running=self._is_running,
+            before_remove=lambda: self.containers.standbys.release(),
+        )  # fmt: skip
         self.containers = Containers(config, self.images, self.snapshotter)
 
     def _is_running(self, container_id: str) -> bool:

@@ -18,9 +18,10 @@ import signal
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from containers.engine import events
 from containers.engine.config import EngineConfig
@@ -48,8 +49,13 @@ from containers.engine.shim.monitor import MANUAL_STOP
 from containers.engine.shim.monitor import Config as MonitorConfig
 from containers.engine.snapshots.base import Snapshotter
 from containers.engine.snapshots.mount import is_mounted, mount_all, unmount
+from containers.engine.standby import Standby, Standbys
 
 IMAGE_LABEL = "webengine.image"
+# A standby's snapshot: not yet any container's, so not one of its image's users (see standby.py).
+STANDBY_LABEL = "webengine.standby-of"
+# Seconds a started container may run before the standby made after it is (see `_fill_standby`).
+STANDBY_FILL_DELAY = 0.2
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -171,6 +177,8 @@ class Containers:
         self.root = config.containers_root
         self.runtime = new_runtime(config.runtime, config.root / "run" / config.runtime)
         self.shim = ShimServer(config.root / "run" / "shim.sock", config.root / "shim.log")
+        ttl = config.standby_ttl if config.runtime == "native" else 0.0
+        self.standbys = Standbys(self.root, ttl, release=self._release_standby)
 
     #
     # records and lookup
@@ -244,8 +252,6 @@ class Containers:
         command = [*(merged["Entrypoint"] or []), *(merged["Cmd"] or [])]
         if not command:
             raise InvalidArgument("no command specified")
-        container_id = secrets.token_hex(32)
-        merged["Hostname"] = config.get("Hostname") or container_id[:12]
         parent = self.images.unpack(image)
         with self._locked():
             taken = {record.name: record.id for record in self._records()}
@@ -255,20 +261,27 @@ class Containers:
                     f'Conflict. The container name "/{wanted}" is already in use by container "{taken[wanted]}". '
                     "You have to remove (or rename) that container to be able to reuse that name."
                 )
-            directory = self._dir(container_id)
-            directory.mkdir(mode=0o711)
-            try:
-                self.snapshotter.prepare(container_id, parent, labels={IMAGE_LABEL: image.id})
-                (directory / "rootfs").mkdir()
-                record = Record(
-                    id=container_id, name=wanted, created=_now(), image=image.id,
-                    image_ref=config.get("Image") or image.id, path=command[0], args=command[1:],
-                    config=merged, host_config=host_config,
-                )  # fmt: skip
+            record = Record(
+                id="", name=wanted, created=_now(), image=image.id, image_ref=config.get("Image") or image.id,
+                path=command[0], args=command[1:], config=merged, host_config=host_config,
+            )  # fmt: skip
+            adopted = self._adopt(record, config.get("Hostname") or "")
+            if adopted is not None:
+                record = adopted
+                self.snapshotter.update_labels(record.id, {IMAGE_LABEL: image.id})
                 self._save(record)
-            except BaseException:
-                self._discard(container_id)
-                raise
+            else:
+                record.id = secrets.token_hex(32)
+                merged["Hostname"] = config.get("Hostname") or record.id[:12]
+                directory = self._dir(record.id)
+                directory.mkdir(mode=0o711)
+                try:
+                    self.snapshotter.prepare(record.id, parent, labels={IMAGE_LABEL: image.id})
+                    (directory / "rootfs").mkdir()
+                    self._save(record)
+                except BaseException:
+                    self._discard(record.id)
+                    raise
         # With the labels, as moby's create event: they tell whose the container was once it is gone.
         attributes = {**(merged.get("Labels") or {}), "name": record.name, "image": record.image_ref}
         events.append(self.config.root, "create", record.id, **attributes)
@@ -285,6 +298,77 @@ class Containers:
             candidate += str(secrets.randbelow(100))
             if candidate not in taken:
                 return candidate
+
+    def _adopt(self, record: Record, hostname: str) -> Record | None:
+        """Return `record` as a waiting standby of its image whose spec it would have; None if none fits.
+
+        Compared: the whole spec but for the process, which `go` brings (see standby.py). Called
+        with the containers' lock held, as monitors releasing standbys take it too.
+        """
+        if not _warmable(record):
+            return None
+        for standby in self.standbys.waiting(record.image):
+            config = {**record.config, "Hostname": hostname or standby.id[:12]}
+            candidate = replace(record, id=standby.id, config=config)
+            directory = self._dir(standby.id)
+            try:
+                made = json.loads((directory / "config.json").read_text())
+                wanted = self._spec(candidate, str(directory / "rootfs"))
+            except (OSError, ValueError, EngineError):
+                continue
+            if _shape(wanted) == _shape(made):
+                return candidate
+        return None
+
+    def _fill_standby(self, record: Record) -> None:
+        """Make a standby of `record`'s image with its settings (see standby.py).
+
+        Once `record`'s container has exited, or has run a while: on a busy machine, making the
+        next container while this one starts, runs and is removed slows all of that down.
+        """
+        with suppress(NotFound):
+            self.wait(record.id, timeout=STANDBY_FILL_DELAY)
+        image = self.images.get(record.image)
+        parent = self.images.unpack(image)
+        standby_id = secrets.token_hex(32)
+        hostname = record.config.get("Hostname") or ""
+        stand_in = replace(
+            record, id=standby_id, name="", created=_now(),
+            config={**record.config, "Hostname": standby_id[:12] if hostname == record.id[:12] else hostname},
+        )  # fmt: skip
+        directory = self._dir(standby_id)
+        directory.mkdir(mode=0o711)
+        answer: dict[str, Any] = {}
+        try:
+            self.snapshotter.prepare(standby_id, parent, labels={STANDBY_LABEL: image.id})
+            rootfs = directory / "rootfs"
+            rootfs.mkdir()
+            mount_all(self.snapshotter.mounts(standby_id), rootfs)
+            self._write_etc_files(stand_in)
+            (directory / "config.json").write_text(json.dumps(self._spec(stand_in, str(rootfs))))
+            monitor = replace(self._monitor_config(stand_in), standby=True, standby_ttl=self.standbys.ttl)
+            answer = cast(dict[str, Any], self.shim.spawn(monitor))
+        finally:
+            if "monitor_pid" not in answer:
+                # No monitor took the container (on an error, the monitor released it itself).
+                unmount(directory / "rootfs")
+                with suppress(NotFound):
+                    self.snapshotter.remove(standby_id)
+                shutil.rmtree(directory, ignore_errors=True)
+        if "monitor_pid" in answer:
+            self.standbys.add(Standby(standby_id, image.id, answer["monitor_pid"]))
+
+    def _release_standby(self, container_id: str) -> None:
+        """Release a standby whose monitor is gone, as the monitor would have (an adopted one stays created)."""
+        with suppress(EngineError):
+            self.runtime.delete(container_id, force=True)
+        directory = self._dir(container_id)
+        with self._locked():
+            unmount(directory / "rootfs")
+            if not (directory / "container.json").exists():
+                with suppress(NotFound):
+                    self.snapshotter.remove(container_id)
+                shutil.rmtree(directory, ignore_errors=True)
 
     @staticmethod
     def _validate_host_config(host_config: Mapping[str, Any]) -> None:
@@ -319,25 +403,62 @@ class Containers:
     # start
     #
 
-    def start(self, ref: str, attach: dict[str, bool] | None = None) -> shim_client.Stream | None:
+    def start(
+        self, ref: str, attach: dict[str, bool] | None = None, keep_warm: bool = False
+    ) -> shim_client.Stream | None:
         """Start a created or exited container; FailedPrecondition if it is running already.
 
         With `attach` ({"stdin", "stdout", "stderr"}), return a stream attached from the first byte.
+        With `keep_warm`, a standby of the container's image and settings is made afterwards, in
+        the background, for the next create to adopt (see standby.py).
         """
         record = self.get(ref)
-        directory = self._dir(record.id)
         state = self.state(record.id)
         if state.running or state.restarting:
             raise FailedPrecondition(f"container {record.id} is already running")
+        answer = self._go(record, attach)
+        if answer is None:
+            answer = self._spawn(record, attach)
+        if keep_warm and _warmable(record):
+            self.standbys.fill_in_background(record.image, partial(self._fill_standby, record))
+        if isinstance(answer, shim_client.Stream):
+            return answer
+        if "error" in answer:
+            raise FailedPrecondition(answer["error"])
+        return None
+
+    def _go(self, record: Record, attach: dict[str, bool] | None) -> shim_client.Stream | dict[str, Any] | None:
+        """Start an adopted standby by handing its monitor the process; None if there is no such standby."""
+        standby = self.standbys.get(record.id)
+        if standby is None:
+            return None
+        directory = self._dir(record.id)
+        spec = self._spec(record, str(directory / "rootfs"))
+        (directory / "config.json").write_text(json.dumps(spec))
+        message = {
+            "op": "go", "config": asdict(self._monitor_config(record)), "process": spec["process"], "attach": attach,
+        }  # fmt: skip
+        try:
+            reply, sock = shim_client.request(directory / "monitor.sock", message, timeout=60)
+        except (OSError, ValueError):
+            # Its time ran out as we came: once its monitor has released it, it starts as usual.
+            _wait_exit(standby.monitor_pid, timeout=30)
+            return None
+        return shim_client.stream_or_reply(sock, reply, attach)
+
+    def _spawn(self, record: Record, attach: dict[str, bool] | None) -> shim_client.Stream | dict[str, Any]:
+        """Start the container with a new monitor."""
+        directory = self._dir(record.id)
         rootfs = directory / "rootfs"
         if not is_mounted(rootfs):
             mount_all(self.snapshotter.mounts(record.id), rootfs)
         try:
+            self._write_etc_files(record)
             spec = self._spec(record, str(rootfs))
             (directory / "config.json").write_text(json.dumps(spec))
             (directory / MANUAL_STOP).unlink(missing_ok=True)
             (directory / "monitor.json").unlink(missing_ok=True)
-            answer = self.shim.spawn(self._monitor_config(record), attach)
+            return self.shim.spawn(self._monitor_config(record), attach)
         except BaseException:
             unmount(rootfs)
             if record.host_config.get("AutoRemove"):
@@ -346,11 +467,6 @@ class Containers:
                 with suppress(EngineError):
                     self.remove(record.id)
             raise
-        if isinstance(answer, shim_client.Stream):
-            return answer
-        if "error" in answer:
-            raise FailedPrecondition(answer["error"])
-        return None
 
     def _monitor_config(self, record: Record) -> MonitorConfig:
         directory = self._dir(record.id)
@@ -381,7 +497,6 @@ class Containers:
         env = _daemon_env(record, tty=False)
         if not any(item.startswith("HOME=") for item in env):
             env.append(f"HOME={user.home or '/'}")
-        self._write_etc_files(record)
         mounts = [
             oci.Bind(str(directory / name), f"/etc/{name}", extra=()).to_oci()
             for name in ("hostname", "hosts", "resolv.conf")
@@ -483,7 +598,8 @@ class Containers:
                 with sock:
                     answer = shim_client.read_line(sock)
             except (OSError, ValueError, ConnectionError):
-                time.sleep(0.01)
+                # Starting, or gone with its container (`state` then says so): look again soon.
+                time.sleep(0.002)
                 continue
             if not (self._dir(record_id) / "container.json").exists():
                 # Removed at its exit (--rm): the monitor's answer is all that is left of the run.
@@ -579,6 +695,8 @@ class Containers:
             except (NotFound, FailedPrecondition):
                 pass
             self.wait(record.id, timeout=30)
+        # Outside the lock: a standby's monitor takes it to release the container.
+        self.standbys.abort(record.id)
         with self._locked():
             self._discard(record.id)
         events.append(self.config.root, "destroy", record.id, name=record.name)
@@ -734,6 +852,7 @@ class Containers:
     def _release_orphans(self) -> list[str]:
         done = []
         running = {r.id for r in self._records() if self.state(r.id).running or self.state(r.id).restarting}
+        running |= {standby.id for standby in self.standbys.all()}
         for record in self._records():
             if record.id in running:
                 continue
@@ -781,6 +900,26 @@ def _daemon_env(record: Record, tty: bool, extra: list[str] | None = None) -> li
     for item in [*(record.config.get("Env") or []), *(extra or [])]:
         merged[item.split("=", 1)[0]] = item
     return list(merged.values())
+
+
+def _warmable(record: Record) -> bool:
+    """Whether a standby may stand in for containers like `record`: no terminal, stdin or host paths.
+
+    A terminal and stdin are set up before `go`; binds would hold host paths for nobody.
+    """
+    hc = record.host_config
+    return not (
+        record.config.get("Tty") or record.config.get("OpenStdin")
+        or hc.get("Binds") or hc.get("Mounts") or hc.get("Tmpfs") or hc.get("Devices")
+    )  # fmt: skip
+
+
+def _shape(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec but for what `go` brings (the process, bar its terminal) and the annotations."""
+    return {
+        **{key: value for key, value in spec.items() if key not in ("process", "annotations")},
+        "terminal": spec["process"].get("terminal", False),
+    }
 
 
 def _wait_exit(pid: int, timeout: float = 5.0) -> None:

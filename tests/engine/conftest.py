@@ -15,14 +15,18 @@ from containers.engine.images.busybox import create_busybox_image
 
 
 @contextmanager
-def busybox_engine(root: Path, runtime: str = "native") -> Iterator[Engine]:
-    """Yield an engine under `root`; afterwards remove every container and stop the shim server."""
-    engine = Engine(EngineConfig(root=root, cgroup_parent=os.environ["WEBENGINE_CGROUP_PARENT"], runtime=runtime))
+def busybox_engine(root: Path, runtime: str = "native", standby_ttl: float = 600.0) -> Iterator[Engine]:
+    """Yield an engine under `root`; afterwards remove every container and standby, and stop the shim server."""
+    config = EngineConfig(
+        root=root, cgroup_parent=os.environ["WEBENGINE_CGROUP_PARENT"], runtime=runtime, standby_ttl=standby_ttl
+    )
+    engine = Engine(config)
     create_busybox_image(engine.images)
     try:
         yield engine
     finally:
         try:
+            engine.containers.standbys.drain()
             for record in engine.containers.list():
                 engine.containers.remove(record.id, force=True)
         finally:

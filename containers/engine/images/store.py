@@ -207,7 +207,11 @@ class ImageStore:
         content: ContentStore,
         snapshotter: Snapshotter,
         is_running: Callable[[str], bool] | None = None,
+        before_remove: Callable[[], None] | None = None,
     ) -> None:
+        """`is_running(container_id)` tells running users from stopped ones; `before_remove()`
+        runs before images or layers are removed (the engine releases its standby containers).
+        """
         self.content = content
         self.snapshotter = snapshotter
         self._root = config.images_root
@@ -215,6 +219,7 @@ class ImageStore:
         self._index = self._root / "index.json"
         self._lock = self._root / "lock"
         self._is_running = is_running or (lambda _container: True)
+        self._before_remove = before_remove or (lambda: None)
         self._parsed: dict[str, Any] = {}
 
     # Reading
@@ -300,6 +305,7 @@ class ImageStore:
         Records are `{"Untagged": "busybox:latest"}` and `{"Deleted": "sha256:…"}`.
         """
         records: list[dict[str, str]] = []
+        self._before_remove()
         with self._transaction() as meta:
             image = self._resolve(meta, ref_or_id)
             users = self._users(image)
@@ -320,6 +326,7 @@ class ImageStore:
         another process may be about to reference them; so are unpacker leftovers
         (`extract-*` active snapshots) until they are that old. Return counts and bytes freed.
         """
+        self._before_remove()
         with self._transaction() as meta:
             deadline = _now() - grace_s
             keep = self._referenced_blobs(meta)

@@ -68,8 +68,13 @@ class NativeRuntime:
         stdio: tuple[int, int, int] | None = None,
         console_socket: socket.socket | None = None,
         pid_file: Path | None = None,
+        deferred: bool = False,
     ) -> State:
-        """Set up the container and leave its init waiting for `start`; return its state."""
+        """Set up the container and leave its init waiting for `start`; return its state.
+
+        With `deferred`, the spec's process is a stand-in: `start` gives the one to run, so a
+        container can be made ready before anyone knows its command (see `start`).
+        """
         directory = self._dir(container_id)
         bundle = bundle.resolve()
         spec = load_spec(bundle)
@@ -88,7 +93,7 @@ class NativeRuntime:
             os.mkfifo(fifo, 0o622)
             cgroup.create()
             cgroup.apply(Resources.from_oci(spec.get("linux", {}).get("resources", {})))
-            pid = self._spawn_init(spec, rootfs, fifo, cgroup, stdio, console_socket)
+            pid = self._spawn_init(spec, rootfs, fifo, cgroup, stdio, console_socket, directory if deferred else None)
             state = State(
                 id=container_id, pid=pid, bundle=str(bundle), rootfs=rootfs, cgroup=cgroup.path,
                 created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
@@ -114,14 +119,16 @@ class NativeRuntime:
         cgroup: Manager,
         stdio: tuple[int, int, int] | None,
         console_socket: socket.socket | None,
+        deferred_in: Path | None,
     ) -> int:
         linux = spec.get("linux", {})
         seccomp_filter = seccomp.compile_filter(linux["seccomp"]) if linux.get("seccomp") else None
         parent, child = sync.channel_pair()
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        state_fd = os.open(deferred_in, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if deferred_in else None
 
         def stage2() -> None:
-            init.container_init(spec, rootfs, child, fifo_fd, console_socket, seccomp_filter, self.sys)
+            init.container_init(spec, rootfs, child, fifo_fd, console_socket, seccomp_filter, self.sys, state_fd)
 
         def stage1() -> None:
             _use_stdio(stdio)
@@ -132,22 +139,33 @@ class NativeRuntime:
                 init.run_child(child, stage2)
             sync.send(child, {"type": "pid", "pid": pid})
 
-        return _fork_and_sync(parent, child, stage1, closing=[fifo_fd])
+        return _fork_and_sync(parent, child, stage1, closing=[fifo_fd] if state_fd is None else [fifo_fd, state_fd])
 
-    def start(self, container_id: str) -> None:
-        """Let the created container's init exec the user's process."""
+    def start(self, container_id: str, process: Mapping[str, Any] | None = None) -> None:
+        """Let the created container's init exec the user's process.
+
+        A container created `deferred` is given its `process` (the spec's process object) here;
+        then an error starting it (no such executable, ...) raises `SyncError` as create would.
+        """
         state = self.state(container_id)
         check_transition(state.status, "start")
-        fifo = self._dir(container_id) / "exec.fifo"
+        directory = self._dir(container_id)
+        if process is not None:
+            tmp = directory / "process.json.tmp"
+            tmp.write_text(json.dumps(process))
+            os.replace(tmp, directory / "process.json")
+        fifo = directory / "exec.fifo"
         # Non-blocking, so that an init that died after create cannot hang us on open (fifo(7)).
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            data = _read_fifo(fd, state.pid)
+            data = _read_fifo(fd, state.pid, until_closed=process is not None)
         finally:
             os.close(fd)
         fifo.unlink(missing_ok=True)
         if not data:
             raise FailedPrecondition(f"container {container_id}: init exited before start")
+        if len(data) > 1:
+            raise sync.SyncError(json.loads(data[1:])["message"])
 
     #
     # state and signals
@@ -305,14 +323,19 @@ def _fork_and_sync(parent: socket.socket, child: socket.socket, stage1: Any, clo
         parent.close()
 
 
-def _read_fifo(fd: int, pid: int) -> bytes:
+def _read_fifo(fd: int, pid: int, until_closed: bool = False) -> bytes:
+    """Read init's byte from the fifo (`until_closed`: and all it writes until its execve closes it)."""
     start = process_start_time(pid)
+    data = b""
     while True:
         ready, _, _ = select.select([fd], [], [], 0.1)
         if ready:
-            return os.read(fd, 1)
-        if start is None or process_start_time(pid) != start:
-            return b""
+            chunk = os.read(fd, 65536 if until_closed else 1)
+            if not until_closed or not chunk:
+                return data + chunk
+            data += chunk
+        elif start is None or process_start_time(pid) != start:
+            return data
 
 
 def _kill_and_wait(pid: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import resource
 import signal
@@ -265,9 +266,20 @@ def container_init(
     console_socket: socket.socket | None,
     seccomp_filter: Any | None,
     syscalls: Syscalls,
+    state_fd: int | None = None,
 ) -> None:
-    """Pid 1 of the container: build its filesystem, wait for `start`, become the user's process."""
+    """Pid 1 of the container: build its filesystem, wait for `start`, become the user's process.
+
+    With `state_fd` (the runtime's state directory, opened O_PATH), the process is deferred: the
+    spec's own is a stand-in, and the one to run is read from `process.json` there once `start`
+    opens the fifo (see `NativeRuntime.create`).
+    """
     process = spec["process"]
+    if state_fd is not None:
+        # It may wait long for its process: the caller's descriptors (its pipes, its sockets)
+        # must not stay open in here until the execve would have closed them.
+        kept = [channel.fileno(), fifo_fd, state_fd, *([console_socket.fileno()] if console_socket else [])]
+        _close_all_but(kept)
     os.setsid()
     builder = RootfsBuilder(spec, rootfs, syscalls)
     console: tuple[int, int, str] | None = None
@@ -275,7 +287,8 @@ def container_init(
     if process.get("terminal"):
         console = open_console(os.path.join(builder.rootfs, "dev", "pts"))
         builder.bind_console(console[2])
-    builder.create_cwd(process.get("cwd", "/"))
+    if state_fd is None:
+        builder.create_cwd(process.get("cwd", "/"))
     builder.pivot()
     builder.finish()
     if spec.get("hostname"):
@@ -283,8 +296,6 @@ def container_init(
     for key, value in spec.get("linux", {}).get("sysctl", {}).items():
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(value)
-    set_rlimits(process.get("rlimits", []))
-    set_oom_score_adj(process.get("oomScoreAdj"))
     if console is not None:
         master, slave, slave_path = console
         if console_socket is None:
@@ -292,6 +303,13 @@ def container_init(
         sync.send_fd(console_socket, slave_path, master)
         os.close(master)
         use_console(slave)
+    if state_fd is not None:
+        sync.send(channel, {"type": "ready"})
+        fifo = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fifo, b"0")
+        _run_deferred(state_fd, fifo, seccomp_filter)
+    set_rlimits(process.get("rlimits", []))
+    set_oom_score_adj(process.get("oomScoreAdj"))
     path = lookup_executable(process["args"], process.get("env", []))
     sync.send(channel, {"type": "ready"})
     # Blocks until `start` opens the fifo for reading (fifo(7)); the fd was opened O_PATH before
@@ -301,3 +319,35 @@ def container_init(
     os.close(fifo)
     os.close(fifo_fd)
     finalize_and_exec(process, path, seccomp_filter)
+
+
+def _close_all_but(kept: Sequence[int]) -> None:
+    """Close every descriptor above stdio but `kept`."""
+    low = 3
+    for fd in sorted(kept):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+
+def _run_deferred(state_fd: int, fifo: int, seccomp_filter: Any | None) -> NoReturn:
+    """Run the process `start` left in process.json; an error goes back through the fifo.
+
+    The fifo stays open for writing until execve closes it (O_CLOEXEC): `start` reads until then,
+    so it sees the exec succeed (end of file) or fail (the error, as JSON), as at create.
+    """
+    try:
+        with open(f"/proc/self/fd/{state_fd}/process.json") as f:
+            process = json.load(f)
+        # After pivot_root "/" is the container's root: the working directory is made inside it.
+        os.makedirs(process.get("cwd", "/"), mode=0o755, exist_ok=True)
+        set_rlimits(process.get("rlimits", []))
+        set_oom_score_adj(process.get("oomScoreAdj"))
+        path = lookup_executable(process["args"], process.get("env", []))
+        finalize_and_exec(process, path, seccomp_filter)
+    except ExecFailure as err:
+        message, code = str(err), err.code
+    except BaseException as err:  # noqa: BLE001 - a forked child must never return into the caller's code
+        message, code = (str(err) if isinstance(err, OSError | ValueError) else repr(err)), 1
+    os.write(fifo, json.dumps({"message": message, "code": code}).encode())
+    os._exit(code)

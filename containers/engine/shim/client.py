@@ -94,11 +94,7 @@ class ShimServer:
         except (FileNotFoundError, ConnectionRefusedError):
             self.ensure()
             reply, sock = request(self.socket_path, message, timeout=60)
-        if attach and "error" not in reply:
-            sock.settimeout(None)
-            return Stream(sock, reply)
-        sock.close()
-        return reply
+        return stream_or_reply(sock, reply, attach)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the server and wait until it has exited (monitors keep running)."""
@@ -111,6 +107,17 @@ class ShimServer:
         # Not our child, so a zombie until init reaps it: gone once it is no longer running.
         while process_start_time(int(reply["pid"])) is not None and time.monotonic() < deadline:
             time.sleep(0.005)
+
+
+def stream_or_reply(
+    sock: socket.socket, reply: dict[str, Any], attach: dict[str, bool] | None
+) -> Stream | dict[str, Any]:
+    """Return a start's answer: the attach stream if one was asked for and the start worked, else the reply."""
+    if attach and "error" not in reply:
+        sock.settimeout(None)
+        return Stream(sock, reply)
+    sock.close()
+    return reply
 
 
 def _package_root() -> str:

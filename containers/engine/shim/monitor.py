@@ -10,6 +10,11 @@ redis can restart or die without touching the container. It:
 - reaps the container and exec'd processes, records exit code, OOM kill, start and finish times in
   `<state dir>/monitor.json`, restarts the container as its restart policy says, and finally
   unmounts the rootfs and exits.
+
+A standby monitor (`Config.standby`, see containers/engine/standby.py) creates its container with
+the process deferred and waits on monitor.sock: a `go` request brings the process and the
+container's own config, and from then on it is a monitor like any other; an `abort`, its time to
+live running out or its init dying release the container instead.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -25,15 +31,16 @@ import struct
 import termios
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from containers.engine import events
 from containers.engine.errors import EngineError
 from containers.engine.linux.syscalls import set_child_subreaper
 from containers.engine.runtime import sync
 from containers.engine.runtime.cgroups import new_manager
+from containers.engine.runtime.container import NativeRuntime
 from containers.engine.runtime.oci import new_runtime
 from containers.engine.shim import protocol
 from containers.engine.shim.logfile import LogWriter, format_time, parse_time
@@ -43,6 +50,8 @@ from containers.engine.snapshots.mount import unmount
 
 MAX_CLIENT_BUFFER = 8 * 1024 * 1024
 MANUAL_STOP = "manual-stop"
+# `<containers root>/.standby/<id>` is there while a standby's monitor waits (containers/engine/standby.py).
+STANDBY_INDEX = ".standby"
 
 
 @dataclass
@@ -83,6 +92,8 @@ class Config:
     snapshotter: str = "overlay"
     snapshots_root: str = ""
     events_root: str = ""
+    standby: bool = False
+    standby_ttl: float = 0.0
 
 
 def _now() -> str:
@@ -229,6 +240,7 @@ class Monitor:
         self.outputs: dict[int, str] = {}
         self.stdin_w: int | None = None
         self.master: int | None = None
+        self.pending_outputs: list[tuple[int, str]] = []
         self.exit_status: int | None = None
         self.done = False
         self.log = LogWriter(Path(config.log_path), config.log_max_size, config.log_max_files)
@@ -258,9 +270,17 @@ class Monitor:
             listener.bind(name)
         os.chmod(path, 0o600)
         listener.listen(64)
-        self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
+        if self.config.standby:
+            go = self._stand_by(conn, listener, wake_r)
+            if go is None:
+                return
+            conn, request = go
+            attach = request.get("attach")
         try:
-            self._start_container()
+            if self.config.standby:
+                self._go(request)
+            else:
+                self._start_container()
         except StartError as err:
             self.status.status, self.status.error, self.status.exit_code = "exited", str(err), err.exit_code
             self._save()
@@ -271,6 +291,7 @@ class Monitor:
             _reply(conn, {"error": str(err), "exit_code": self.status.exit_code})
             path.unlink(missing_ok=True)
             return
+        self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
         _reply(conn, {"pid": self.status.pid, "monitor_pid": os.getpid(), "tty": self.config.tty})
         if attach:
             self._attach_client(conn, attach)
@@ -318,7 +339,8 @@ class Monitor:
         os.waitpid(pid, 0)
         return json.loads(b"".join(chunks) or b'{"error": "the monitor\'s helper died", "exit_code": 125}')
 
-    def _start_container(self) -> None:
+    def _start_container(self, deferred: bool = False) -> None:
+        """Create and start the container (with `deferred`, only create it: see `_stand_by`)."""
         cfg = self.config
         ours = theirs = None
         stdio: tuple[int, int, int] | None = None
@@ -334,6 +356,11 @@ class Monitor:
             stdio = (stdin_r, out_w, err_w)
 
         def create_and_start() -> dict[str, Any]:
+            if deferred:
+                # Standbys are made only over the native runtime (see containers/engine/standby.py).
+                native = cast(NativeRuntime, self.runtime)
+                state = native.create(cfg.id, Path(cfg.bundle), stdio=stdio, console_socket=theirs, deferred=True)
+                return {"pid": state.pid}
             state = self.runtime.create(cfg.id, Path(cfg.bundle), stdio=stdio, console_socket=theirs)
             self.runtime.start(cfg.id)
             return {"pid": state.pid}
@@ -354,11 +381,123 @@ class Monitor:
             ours.close()
             if cfg.console_size:
                 set_winsize(self.master, *cfg.console_size[:2])
-            self._watch_output(self.master, "stdout")
+            self.pending_outputs = [(self.master, "stdout")]
         else:
-            self._watch_output(out_r, "stdout")
-            self._watch_output(err_r, "stderr")
+            self.pending_outputs = [(out_r, "stdout"), (err_r, "stderr")]
         self.status.pid = answer["pid"]
+        if not deferred:
+            self._running()
+
+    def _stand_by(
+        self, conn: socket.socket, listener: socket.socket, wake: int
+    ) -> tuple[socket.socket, dict[str, Any]] | None:
+        """Create the container with its process deferred, answer `conn`, and wait for `go`.
+
+        Return the `go` request and its connection; None once the container is released instead
+        (abort, time to live over, init gone).
+        """
+        try:
+            self._start_container(deferred=True)
+        except StartError as err:
+            self._tear_down_standby()
+            _reply(conn, {"error": str(err), "exit_code": err.exit_code})
+            return None
+        _reply(conn, {"pid": self.status.pid, "monitor_pid": os.getpid()})
+        conn.close()
+        deadline = time.monotonic() + self.config.standby_ttl
+        while (remaining := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([listener, wake], [], [], remaining)
+            if wake in readable and self._standby_died(wake):
+                break
+            if listener not in readable:
+                continue
+            client, _ = listener.accept()
+            try:
+                client.settimeout(2.0)
+                request = _read_request(client)
+            except (OSError, ValueError):
+                client.close()
+                continue
+            if request.get("op") == "go":
+                client.settimeout(None)
+                return client, request
+            if request.get("op") == "abort":
+                self._tear_down_standby()
+                _reply(client, {})
+                client.close()
+                return None
+            _reply(client, {"error": "the container is not running"})
+            client.close()
+        self._tear_down_standby()
+        return None
+
+    def _standby_died(self, wake: int) -> bool:
+        """Reap what exited while standing by; return whether it was the container's init."""
+        try:
+            os.read(wake, 512)
+        except BlockingIOError:
+            pass
+        died = False
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return died
+            if pid == 0:
+                return died
+            died = died or pid == self.status.pid
+
+    def _go(self, request: dict[str, Any]) -> None:
+        """Become the monitor of the container `request` describes, and start its process."""
+        known = {f.name for f in fields(Config)}
+        self.config = Config(**{k: v for k, v in request["config"].items() if k in known})
+        self.log = LogWriter(Path(self.config.log_path), self.config.log_max_size, self.config.log_max_files)
+        (self.dir.parent / STANDBY_INDEX / self.config.id).unlink(missing_ok=True)
+
+        def start() -> dict[str, Any]:
+            cast(NativeRuntime, self.runtime).start(self.config.id, request["process"])
+            return {}
+
+        # Here, not in a helper: a start writes one file and reads the fifo (few pages touched),
+        # and a helper's fork and exit would cost more than the start itself.
+        answer = _answer(start)
+        if "error" in answer:
+            for fd, _ in self.pending_outputs:
+                os.close(fd)
+            self.pending_outputs = []
+            try:
+                self.runtime.delete(self.config.id, force=True)
+            except EngineError:
+                pass
+            raise StartError(answer["error"], answer["exit_code"])
+        self._running()
+
+    def _tear_down_standby(self) -> None:
+        """Release a container that never ran: its runtime state, mounts and, unless adopted, its files.
+
+        Under the containers' lock, as create adopts standbys: an adopted one (its container.json
+        written) stays as a created container, which a later start starts as usual.
+        """
+        for fd, _ in self.pending_outputs:
+            os.close(fd)
+        self.pending_outputs = []
+        try:
+            self.runtime.delete(self.config.id, force=True)
+        except EngineError:
+            pass
+        with open(self.dir.parent / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            (self.dir.parent / STANDBY_INDEX / self.config.id).unlink(missing_ok=True)
+            adopted = (self.dir / "container.json").exists()
+            self.config.auto_remove = not adopted
+            self._release()
+        (self.dir / "monitor.sock").unlink(missing_ok=True)
+
+    def _running(self) -> None:
+        """The container's process runs: read its output, and say so."""
+        for fd, stream in self.pending_outputs:
+            self._watch_output(fd, stream)
+        self.pending_outputs = []
         self.status.status = "running"
         self.status.started_at = _now()
         self.status.finished_at = ""

@@ -200,6 +200,12 @@ class DirectorySnapshotter(abc.ABC):
             tx.records[name] = record
             tx.save()
 
+    def update_labels(self, key: str, labels: Mapping[str, str]) -> None:
+        """Replace the labels of the snapshot `key`."""
+        with self._store.transaction(writable=True) as tx:
+            tx.get(key).labels = dict(labels)
+            tx.save()
+
     def remove(self, key: str) -> None:
         """Remove the snapshot `key` and its files; refuse while it has children."""
         with self._store.transaction(writable=True) as tx:

@@ -1,0 +1,151 @@
+"""Standby containers: `docker run` without waiting for the container to be made.
+
+`docker run` is a create, then a start a few milliseconds later; most of a start is making the
+container: its snapshot and mount, cgroup, namespaces, filesystem and init (about 25 ms here,
+more than half of the whole command). A standby is a container made ahead of time, for an image
+just run with the same settings, with its process deferred (the runtime's `create(deferred=True)`)
+and its monitor waiting for `go` (shim/monitor.py). Create adopts a standby whose spec, the process
+aside, is exactly the one the new container would get, so the container is the one it would have
+been; start then hands the process (command, user, environment, working directory) to the waiting
+init. Nothing else changes: `docker ps` never shows a standby, and an adopted one is an ordinary
+created container.
+
+On disk, `<containers root>/.standby/<id>` (the image and the monitor's pid, JSON) is there while
+the standby's monitor waits; its directory `<containers root>/<id>/` has no container.json until
+it is adopted. A standby lives `ttl` seconds, then its monitor releases it (one adopted by then
+stays a created container, started the usual way). Only starts asked to `keep_warm` (the Docker
+API's) leave one behind: at most one an image, `MAXIMUM` in all. `release()` gives up those not
+adopted (before images are removed, as they hold their layers), `drain()` all of them (at shutdown).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from containers.engine.runtime.state import process_start_time
+from containers.engine.shim import client as shim_client
+from containers.engine.shim.monitor import STANDBY_INDEX
+
+logger = logging.getLogger(__name__)
+
+MAXIMUM = 4
+
+
+@dataclass(frozen=True)
+class Standby:
+    """One index entry: the container's ID, the image it was made from, its waiting monitor."""
+
+    id: str
+    image: str
+    monitor_pid: int
+
+
+class Standbys:
+    """The standby containers under one containers root."""
+
+    def __init__(self, containers_root: Path, ttl: float, release: Callable[[str], None]) -> None:
+        """`release(id)` does what a standby's monitor would, for one whose monitor died."""
+        self.root = containers_root
+        self.index = containers_root / STANDBY_INDEX
+        self.ttl = ttl
+        self._release = release
+        self._lock = threading.Lock()
+        self._filling: dict[str, threading.Thread] = {}
+
+    def get(self, container_id: str) -> Standby | None:
+        """Return the entry of `container_id` while its monitor waits for `go`."""
+        try:
+            return Standby(**json.loads((self.index / container_id).read_text()))
+        except (FileNotFoundError, NotADirectoryError, ValueError, TypeError):
+            return None
+
+    def all(self) -> list[Standby]:
+        if not self.index.is_dir():
+            return []
+        return [s for entry in self.index.iterdir() if (s := self.get(entry.name)) is not None]
+
+    def waiting(self, image: str) -> list[Standby]:
+        """Return the standbys of `image` that nobody adopted and whose monitor still waits."""
+        return [
+            s for s in self.all()
+            if s.image == image and not (self.root / s.id / "container.json").exists() and _alive(s.monitor_pid)
+        ]  # fmt: skip
+
+    def add(self, standby: Standby) -> None:
+        self.index.mkdir(mode=0o700, exist_ok=True)
+        tmp = self.index / f".{standby.id}.tmp"
+        tmp.write_text(json.dumps(asdict(standby)))
+        os.replace(tmp, self.index / standby.id)
+
+    def abort(self, container_id: str) -> None:
+        """Have the standby's monitor release it, and wait until the monitor is gone."""
+        standby = self.get(container_id)
+        if standby is None:
+            return
+        try:
+            reply, sock = shim_client.request(self.root / container_id / "monitor.sock", {"op": "abort"}, timeout=30)
+            sock.close()
+        except (OSError, ValueError):
+            reply = {}
+        if "error" not in reply:
+            _wait_gone(standby.monitor_pid)
+        if (self.index / container_id).exists():
+            # Its monitor died before it could release it (killed): release it here.
+            self._release(container_id)
+            (self.index / container_id).unlink(missing_ok=True)
+
+    def release(self) -> None:
+        """Give up every standby not adopted yet (they hold their images' layers)."""
+        self._join_fills()
+        for standby in self.all():
+            if not (self.root / standby.id / "container.json").exists():
+                self.abort(standby.id)
+
+    def drain(self) -> None:
+        """Give up every standby, adopted or not (a server's shutdown)."""
+        self._join_fills()
+        for standby in self.all():
+            self.abort(standby.id)
+
+    def fill_in_background(self, image: str, fill: Callable[[], None]) -> None:
+        """Run `fill` (make a standby of `image`) in a thread, unless one waits or is being made."""
+        with self._lock:
+            if self.ttl <= 0 or image in self._filling or len(self._filling) >= MAXIMUM:
+                return
+            if len(self.waiting(image)) >= 2 or len(self.all()) >= MAXIMUM:
+                return
+            thread = threading.Thread(target=self._fill, args=(image, fill), name=f"standby {image[7:19]}")
+            self._filling[image] = thread
+        thread.start()
+
+    def _fill(self, image: str, fill: Callable[[], None]) -> None:
+        try:
+            fill()
+        except Exception:  # a standby is an optimisation: the next run is made on the spot instead
+            logger.exception("could not make a standby container of %s", image)
+        finally:
+            with self._lock:
+                del self._filling[image]
+
+    def _join_fills(self) -> None:
+        with self._lock:
+            threads = list(self._filling.values())
+        for thread in threads:
+            thread.join()
+
+
+def _alive(pid: int) -> bool:
+    return process_start_time(pid) is not None
+
+
+def _wait_gone(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.005)

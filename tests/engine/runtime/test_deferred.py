@@ -1,0 +1,95 @@
+"""A container created with its process deferred: made ready first, told what to run at `start`.
+
+The engine keeps such containers warm for `docker run` (containers/engine/standby.py); here the
+runtime alone: the process given at start runs with everything a process given at create would
+get (user, environment, working directory made if missing, capabilities), and one that cannot
+start fails the start with Docker's words, leaving the container to delete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from containers.engine.runtime import sync
+from containers.engine.runtime.container import NativeRuntime
+from containers.engine.runtime.spec import build_spec, with_env, with_process_args, with_user
+from tests.engine.runtime.bundles import bundle_spec, make_bundle, make_rootfs, write_spec
+
+pytestmark = pytest.mark.requires("root", "busybox")
+
+
+@pytest.fixture
+def runtime(state_root: Path) -> Iterator[NativeRuntime]:
+    runtime = NativeRuntime(state_root / "deferred")
+    yield runtime
+    for state in runtime.list():
+        runtime.delete(state.id, force=True)
+
+
+def _created(runtime: NativeRuntime, directory: Path, container_id: str) -> tuple[int, int]:
+    """Create the container with a stand-in process; return the read ends of its stdout and stderr."""
+    make_bundle(directory, container_id, with_process_args(["false"]), with_env(["STANDIN=1"]))
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        runtime.create(container_id, directory, stdio=(stdin, out_w, err_w), deferred=True)
+    finally:
+        for fd in (stdin, out_w, err_w):
+            os.close(fd)
+    return out_r, err_r
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode()
+
+
+def _process(*opts: object) -> dict[str, object]:
+    """The process object the spec options make (the rest of the spec is the bundle's)."""
+    return build_spec("unused", *opts)["process"]  # type: ignore[arg-type]
+
+
+def test_the_process_given_at_start_runs_as_its_user_in_its_directory(runtime: NativeRuntime, tmp_path: Path) -> None:
+    out, err = _created(runtime, tmp_path / "b", "deferred-runs")
+    assert runtime.state("deferred-runs").status.value == "created"
+    process = _process(
+        with_process_args(["sh", "-c", "echo $FOO $STANDIN; id -u; pwd; grep CapEff /proc/self/status"]),
+        with_env(["PATH=/bin", "FOO=given"]),
+        with_user(1000, 1000),
+    )
+    process["cwd"] = "/made/at/start"
+    runtime.start("deferred-runs", process)
+    lines = _read_all(out).splitlines()
+    assert lines[:3] == ["given", "1000", "/made/at/start"], _read_all(err)
+    assert lines[3].split() == ["CapEff:", "0000000000000000"], "a non-root user keeps no effective capability"
+
+
+def test_a_process_that_cannot_start_fails_the_start_with_dockers_words(runtime: NativeRuntime, tmp_path: Path) -> None:
+    out, err = _created(runtime, tmp_path / "b", "deferred-fails")
+    process = _process(with_process_args(["no-such-program"]), with_env(["PATH=/bin"]))
+    with pytest.raises(sync.SyncError, match=r'exec: "no-such-program": executable file not found in \$PATH'):
+        runtime.start("deferred-fails", process)
+    assert _read_all(out) == ""
+    runtime.delete("deferred-fails", force=True)
+    assert runtime.list() == []
+    os.close(err)
+
+
+def test_a_container_made_without_deferring_ignores_no_process(runtime: NativeRuntime, tmp_path: Path) -> None:
+    """The usual create runs the spec's own process; start reads init's one byte as before."""
+    directory = tmp_path / "b"
+    make_rootfs(directory / "rootfs")
+    write_spec(directory, bundle_spec("not-deferred", with_process_args(["sh", "-c", "echo $0 own"])))
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    runtime.create("not-deferred", directory, stdio=(0, out_w, 2))
+    os.close(out_w)
+    runtime.start("not-deferred")
+    assert _read_all(out_r) == "sh own\n"

@@ -1,0 +1,174 @@
+"""Standby containers (containers/engine/standby.py): made after a `keep_warm` start, adopted by a
+create of the same image and settings, and then indistinguishable from a container made on the spot.
+
+On the real kernel, through the engine: what the adopted container's process sees, what is not
+adopted, the errors a start can still meet, and that a standby given up leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from containers.engine.engine import Engine
+from containers.engine.errors import FailedPrecondition, NotFound
+from containers.engine.lifecycle import Record
+from containers.engine.runtime.state import process_start_time
+from containers.engine.shim.logfile import read_log
+from containers.engine.standby import Standby
+from tests.engine.conftest import busybox_engine
+from tests.servers import wait_for
+
+pytestmark = pytest.mark.requires("root", "overlayfs", "busybox")
+
+PROBE = "echo $FOO; hostname; cat /etc/hostname; id; pwd; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"
+
+
+@pytest.fixture
+def engine(state_root: Path) -> Iterator[Engine]:
+    with busybox_engine(state_root) as engine:
+        yield engine
+
+
+def _config(cmd: list[str], **more: object) -> dict[str, object]:
+    return {"Image": "busybox", "Cmd": cmd, **more}
+
+
+def _run(engine: Engine, config: dict[str, object], host_config: dict[str, object] | None = None,
+         keep_warm: bool = False) -> tuple[Record, int, str]:  # fmt: skip
+    """Create, start (keeping warm if asked) and wait; return the record, exit code and output."""
+    record = engine.containers.create(config, host_config or {})
+    engine.containers.start(record.id, keep_warm=keep_warm)
+    state = engine.containers.wait(record.id, timeout=20)
+    out = "".join(r.text.decode() for r in read_log(engine.containers.log_path(record.id)))
+    return record, state.exit_code, out
+
+
+def _standby(engine: Engine) -> Standby:
+    """Wait for the standby a `keep_warm` start leaves behind, and return it."""
+    image = engine.images.get("busybox").id
+    wait_for(lambda: engine.containers.standbys.waiting(image), 10, "a standby of busybox")
+    return engine.containers.standbys.waiting(image)[0]
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == str(path) for line in f)
+
+
+def _gone(engine: Engine, standby: Standby) -> bool:
+    directory = engine.config.containers_root / standby.id
+    return process_start_time(standby.monitor_pid) is None and not _mounted(directory / "rootfs")
+
+
+def test_a_create_adopts_the_standby_and_its_process_sees_what_a_new_container_would(engine: Engine) -> None:
+    settings = {"Env": ["FOO=first"], "User": "1000:1000", "WorkingDir": "/made/here"}
+    cold, code, cold_out = _run(engine, _config(["sh", "-c", PROBE], **settings), keep_warm=True)
+    assert code == 0, cold_out
+    standby = _standby(engine)
+    assert standby.id not in {r.id for r in engine.containers.list()}, "docker ps never shows a standby"
+
+    warm, code, warm_out = _run(engine, _config(["sh", "-c", PROBE], **{**settings, "Env": ["FOO=second"]}))
+    assert warm.id == standby.id, "the create took the standby"
+    assert code == 0, warm_out
+    lines = warm_out.splitlines()
+    assert lines[:3] == ["second", warm.id[:12], warm.id[:12]], "its own environment and hostname"
+    assert lines[3:] == [
+        "uid=1000 gid=1000 groups=1000", "/made/here", *cold_out.splitlines()[5:],
+    ], "the same user, new working directory, capabilities and confinement as a container made on the spot"
+    assert engine.containers.state(warm.id).status == "exited"
+
+
+def test_other_settings_are_not_adopted_and_the_standby_waits_on(engine: Engine) -> None:
+    _run(engine, _config(["true"]), keep_warm=True)
+    standby = _standby(engine)
+    for config, host_config in [
+        (_config(["true"]), {"NetworkMode": "host"}),
+        (_config(["true"]), {"Memory": 64 << 20}),
+        (_config(["true"], Hostname="named"), {}),
+        (_config(["true"], Tty=True), {}),
+        (_config(["true"]), {"ReadonlyRootfs": True}),
+    ]:
+        record = engine.containers.create(config, host_config)
+        assert record.id != standby.id, f"{config} {host_config} is not what the standby was made for"
+        engine.containers.remove(record.id)
+    assert engine.containers.standbys.waiting(standby.image) == [standby]
+
+
+def test_capabilities_come_with_the_process(engine: Engine) -> None:
+    _run(engine, _config(["true"]), keep_warm=True)
+    standby = _standby(engine)
+    cap_net_admin = 1 << 12
+    record, code, out = _run(engine, _config(["grep", "CapEff", "/proc/self/status"]), {"CapAdd": ["NET_ADMIN"]})
+    assert record.id == standby.id and code == 0
+    assert int(out.split()[1], 16) == 0xA80425FB | cap_net_admin, "Docker's set and NET_ADMIN"
+
+
+def test_a_process_that_cannot_start_fails_the_start_as_on_a_new_container(engine: Engine) -> None:
+    _run(engine, _config(["true"]), keep_warm=True)
+    standby = _standby(engine)
+    record = engine.containers.create(_config(["no-such-program"]), {"AutoRemove": True})
+    assert record.id == standby.id
+    with pytest.raises(FailedPrecondition, match=r'exec: "no-such-program": executable file not found in \$PATH'):
+        engine.containers.start(record.id)
+    with pytest.raises(NotFound):
+        engine.containers.get(record.id)
+    wait_for(lambda: _gone(engine, standby), 10, "the failed container to be released")
+
+
+def test_removing_an_adopted_container_before_its_start_releases_everything(engine: Engine) -> None:
+    _run(engine, _config(["true"]), keep_warm=True)
+    standby = _standby(engine)
+    record = engine.containers.create(_config(["true"]))
+    assert record.id == standby.id
+    assert engine.containers.state(record.id).status == "created"
+    engine.containers.remove(record.id)
+    assert _gone(engine, standby)
+    assert not (engine.config.containers_root / standby.id).exists()
+    assert engine.containers.standbys.all() == []
+
+
+def test_an_image_with_a_standby_can_still_be_removed(engine: Engine) -> None:
+    engine.images.tag("busybox", "spare:latest")
+    _run(engine, _config(["true"]), keep_warm=True)
+    standby = _standby(engine)
+    for record in engine.containers.list():
+        engine.containers.remove(record.id)
+    engine.images.remove("spare:latest")
+    removed = engine.images.remove("busybox")
+    assert {"Deleted": standby.image} in removed, "no standby holds the image back"
+    assert _gone(engine, standby)
+
+
+def test_a_standby_nobody_adopts_is_released_when_its_time_is_up(state_root: Path) -> None:
+    with busybox_engine(state_root, standby_ttl=1.0) as engine:
+        _run(engine, _config(["true"]), keep_warm=True)
+        standby = _standby(engine)
+        wait_for(lambda: _gone(engine, standby), 10, "the standby to be released")
+        assert not (engine.config.containers_root / standby.id).exists()
+        assert engine.containers.standbys.all() == []
+
+
+def test_draining_gives_up_every_standby(engine: Engine) -> None:
+    _run(engine, _config(["true"]), keep_warm=True)
+    standby = _standby(engine)
+    engine.containers.standbys.drain()
+    assert _gone(engine, standby)
+    assert not (engine.config.containers_root / standby.id).exists()
+    assert os.listdir(engine.config.containers_root / ".standby") == []
+
+
+def test_a_standby_whose_monitor_was_killed_is_released_all_the_same(engine: Engine) -> None:
+    _run(engine, _config(["true"]), keep_warm=True)
+    standby = _standby(engine)
+    init_pid = engine.containers.runtime.state(standby.id).pid
+    os.kill(standby.monitor_pid, signal.SIGKILL)
+    wait_for(lambda: process_start_time(standby.monitor_pid) is None, 10, "the monitor to die")
+    engine.containers.standbys.drain()
+    assert _gone(engine, standby)
+    assert process_start_time(init_pid) is None, "its init went with it"
+    assert not (engine.config.containers_root / standby.id).exists()
