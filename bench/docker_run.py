@@ -7,19 +7,39 @@ socket). When a Docker daemon answers on `--docker-host`, the same command runs 
 the same run (busybox is loaded into it from webengine's saved busybox when missing) and the
 ratio is printed; the target is at most 0.25x Docker's time, or at most 65 ms median without a
 daemon. Each side gets a few warm-up runs first, as a daemon that has just started is cold.
+
+The CLI's own share is measured too: the same command against a server that answers each of its
+requests at once (ping, create, attach, wait, start) and runs nothing. No server can be faster.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import socket
+import socketserver
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import daemon_reachable, docker_cli, median_ms, webengine_dockerapi  # noqa: E402
+from containers.dockerapi.httpserver import (  # noqa: E402
+    Connection,
+    Hijack,
+    Reply,
+    Request,
+    Response,
+    Streamed,
+    json_response,
+    no_content,
+)
+from containers.dockerapi.router import parse_target  # noqa: E402
 
 COMMAND = ["run", "--rm", "busybox", "true"]
 WARMUP = 3
@@ -36,6 +56,60 @@ def timed_runs(host: str, runs: int) -> list[float]:
     return samples
 
 
+class _InstantApi:
+    """Answers `docker run --rm`'s requests at once: the container "runs" when started and is gone."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def dispatch(self, request: Request) -> Reply:
+        verb = request.path.rsplit("/", 1)[-1]
+        if verb == "_ping":
+            return Response(200, b"OK", "text/plain")
+        if verb == "create":
+            self.started.clear()
+            return json_response({"Id": "0" * 64, "Warnings": []}, status=201)
+        if verb == "start":
+            self.started.set()
+            return no_content()
+        if verb == "wait":
+            return Streamed(self._exited())
+        if verb == "attach":
+            return Hijack(self._attached, "application/vnd.docker.multiplexed-stream")
+        return Response(404, b'{"message": "page not found"}', "application/json")
+
+    def _exited(self) -> Generator[bytes, None, None]:
+        self.started.wait(10)
+        yield b'{"StatusCode": 0, "Error": null}\n'
+
+    def _attached(self, sock: socket.socket, received: bytes) -> None:
+        self.started.wait(10)
+        sock.shutdown(socket.SHUT_WR)
+        sock.close()
+
+
+@contextmanager
+def instant_api() -> Iterator[str]:
+    """Serve `_InstantApi` on a unix socket under /tmp; yield its DOCKER_HOST."""
+    api = _InstantApi()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            Connection(self.request, api.dispatch, parse_target).serve()
+
+    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+    with tempfile.TemporaryDirectory(prefix="webengine-bench-", dir="/tmp") as directory:
+        path = f"{directory}/docker.sock"
+        with Server(path, Handler) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            try:
+                yield f"unix://{path}"
+            finally:
+                server.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
@@ -43,6 +117,9 @@ def main() -> None:
     options = parser.parse_args()
     if shutil.which("docker") is None:
         sys.exit("the docker CLI is not on PATH")
+    with instant_api() as host:
+        floor = median_ms(timed_runs(host, options.runs))
+    print(f"the docker CLI alone (a server that answers at once): {floor:.1f} ms")
     with webengine_dockerapi() as api:
         webengine = median_ms(timed_runs(api.host, options.runs))
         if not daemon_reachable(options.docker_host):

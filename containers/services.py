@@ -277,13 +277,21 @@ def sync_container(ref: str) -> Container | None:
     except ContainerNotFound:
         Container.objects.filter(id=ref).delete()
         return None
-    state = containers.state(record.id)
+    fields = _row_fields(record, containers.state(record.id))
+    row, _ = Container.objects.update_or_create(
+        id=record.id, defaults=fields, create_defaults={**fields, "team": _labelled_team(fields["labels"])}
+    )
+    return row
+
+
+def _row_fields(record: Record, state: State) -> dict[str, Any]:
+    """Return a Container row's fields for the engine's record and state (after removing a stale namesake)."""
     # Names are unique among the engine's containers: a row with this name and another ID is a
     # container that went while nobody synced (one removed by --rm at its exit), so it goes too.
     stale = Container.objects.filter(node=settings.NODE_NAME, name=record.name).exclude(id=record.id)
     if stale.exists():  # one query in the usual case, where delete() would make its collector's several
         stale.delete()
-    fields = {
+    return {
         "name": record.name, "node": settings.NODE_NAME, "image": record.image, "image_ref": record.image_ref,
         "command": " ".join([record.path, *record.args]), "status": state.status, "exit_code": state.exit_code,
         "oom_killed": state.oom_killed, "pid": state.pid, "restart_count": state.restart_count,
@@ -291,10 +299,6 @@ def sync_container(ref: str) -> Container | None:
         "finished_at": _when(state.finished_at), "labels": record.config.get("Labels") or {},
         "config": record.config, "host_config": record.host_config,
     }  # fmt: skip
-    row, _ = Container.objects.update_or_create(
-        id=record.id, defaults=fields, create_defaults={**fields, "team": _labelled_team(fields["labels"])}
-    )
-    return row
 
 
 def _labelled_team(labels: Mapping[str, str]) -> Team | None:
@@ -318,10 +322,11 @@ def create_container(
     labels = dict(config.get("Labels") or {})
     if team is not None:
         labels[TEAM_LABEL] = str(team.pk)
-    record = engine().containers.create({**config, "Labels": labels}, host_config, name)
-    row = sync_container(record.id)
-    assert row is not None
-    return row
+    containers = engine().containers
+    record = containers.create({**config, "Labels": labels}, host_config, name)
+    # A new ID has no row yet: one INSERT, where a sync's update_or_create would make four queries.
+    fields = _row_fields(record, containers.state(record.id))
+    return Container.objects.create(id=record.id, team=_labelled_team(fields["labels"]), **fields)
 
 
 def start_container(

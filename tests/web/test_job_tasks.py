@@ -58,7 +58,7 @@ class FakeContainers:
     def list(self) -> list[Record]:
         return list(self.records.values())
 
-    def start(self, ref: str, attach: Any = None) -> None:
+    def start(self, ref: str, attach: Any = None, keep_warm: bool = False) -> None:
         self.states[self.get(ref).id] = _state("running")
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> bool:
