@@ -14,7 +14,7 @@ On disk, `<containers root>/.standby/<id>` (the image and the monitor's pid, JSO
 the standby's monitor waits; its directory `<containers root>/<id>/` has no container.json until
 it is adopted. A standby lives `ttl` seconds, then its monitor releases it (one adopted by then
 stays a created container, started the usual way). Only starts asked to `keep_warm` (the Docker
-API's) leave one behind: at most one an image, `MAXIMUM` in all. `release()` gives up those not
+API's) leave them behind: `PER_IMAGE` an image, `MAXIMUM` in all. `release()` gives up those not
 adopted (before images are removed, as they hold their layers), `drain()` all of them (at shutdown).
 """
 
@@ -35,7 +35,9 @@ from containers.engine.shim.monitor import STANDBY_INDEX
 
 logger = logging.getLogger(__name__)
 
+# Standbys in all, and of one image: two, so that back-to-back runs find one while the next is made.
 MAXIMUM = 4
+PER_IMAGE = 2
 
 
 @dataclass(frozen=True)
@@ -115,11 +117,9 @@ class Standbys:
             self.abort(standby.id)
 
     def fill_in_background(self, image: str, fill: Callable[[], None]) -> None:
-        """Run `fill` (make a standby of `image`) in a thread, unless one waits or is being made."""
+        """Have a thread call `fill` (make a standby of `image`) until `PER_IMAGE` of them wait."""
         with self._lock:
             if self.ttl <= 0 or image in self._filling or len(self._filling) >= MAXIMUM:
-                return
-            if len(self.waiting(image)) >= 2 or len(self.all()) >= MAXIMUM:
                 return
             thread = threading.Thread(target=self._fill, args=(image, fill), name=f"standby {image[7:19]}")
             self._filling[image] = thread
@@ -127,7 +127,8 @@ class Standbys:
 
     def _fill(self, image: str, fill: Callable[[], None]) -> None:
         try:
-            fill()
+            while len(self.waiting(image)) < PER_IMAGE and len(self.all()) < MAXIMUM:
+                fill()
         except Exception:  # a standby is an optimisation: the next run is made on the spot instead
             logger.exception("could not make a standby container of %s", image)
         finally:
