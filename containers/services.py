@@ -274,10 +274,12 @@ def sync_container(ref: str) -> Container | None:
     containers = engine().containers
     try:
         record = containers.get(ref)
+        state = containers.state(record.id)
     except ContainerNotFound:
+        # Gone, also between the two reads: one removed at its exit can go while it is synced.
         Container.objects.filter(id=ref).delete()
         return None
-    fields = _row_fields(record, containers.state(record.id))
+    fields = _row_fields(record, state)
     row, _ = Container.objects.update_or_create(
         id=record.id, defaults=fields, create_defaults={**fields, "team": _labelled_team(fields["labels"])}
     )

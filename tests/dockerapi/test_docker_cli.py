@@ -32,6 +32,16 @@ def test_run_prints_the_output_and_exits_with_the_containers_code(api: ApiServer
     assert api.docker("ps", "-aq").stdout == "", "--rm must remove the containers"
 
 
+def test_back_to_back_runs_each_print_their_own_output_and_leave_nothing(api: ApiServer) -> None:
+    """The second and later runs take standby containers, and finish before their start's answer is done."""
+    host = f"unix://{api.socket_path}"
+    for n in range(25):
+        run = api.docker("run", "--rm", "busybox", "sh", "-c", f"echo run {n} on $(hostname)", host=host)
+        assert run.returncode == 0, f"run {n}: {run.stderr}"
+        assert run.stdout.startswith(f"run {n} on ")
+    assert api.docker("ps", "-aq").stdout == ""
+
+
 def test_run_reports_a_missing_command_with_exit_127(api: ApiServer) -> None:
     missing = api.docker("run", "--rm", "busybox", "nosuchcommand")
     assert missing.returncode == 127
