@@ -19,7 +19,7 @@ class Engine:
         self.snapshotter = new_snapshotter(config.snapshotter, config.snapshots_root)
         self.images = ImageStore(
             config, self.content, self.snapshotter, is_running=self._is_running,
-            before_remove=lambda: self.containers.standbys.release(),
+            before_remove=lambda: self.containers.release_image_holders(),
         )  # fmt: skip
         self.containers = Containers(config, self.images, self.snapshotter)
 

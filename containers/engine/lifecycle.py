@@ -45,7 +45,7 @@ from containers.engine.runtime.user import resolve_user
 from containers.engine.shim import client as shim_client
 from containers.engine.shim.client import ShimServer
 from containers.engine.shim.logfile import format_time
-from containers.engine.shim.monitor import MANUAL_STOP
+from containers.engine.shim.monitor import MANUAL_STOP, REMOVING_INDEX
 from containers.engine.shim.monitor import Config as MonitorConfig
 from containers.engine.snapshots.base import Snapshotter
 from containers.engine.snapshots.mount import is_mounted, mount_all, unmount
@@ -244,7 +244,10 @@ class Containers:
     #
 
     def create(self, config: Mapping[str, Any], host_config: Mapping[str, Any] | None = None, name: str = "") -> Record:
-        """Create a container from `config["Image"]` with Docker's create semantics; return its record."""
+        """Create a container from `config["Image"]` with Docker's create semantics; return its record.
+
+        A standby made for the same image and settings becomes the container (see standby.py).
+        """
         host_config = dict(host_config or {})
         self._validate_host_config(host_config)
         image = self.images.get(config.get("Image") or "")
@@ -357,6 +360,26 @@ class Containers:
                 shutil.rmtree(directory, ignore_errors=True)
         if "monitor_pid" in answer:
             self.standbys.add(Standby(standby_id, image.id, answer["monitor_pid"]))
+
+    def release_image_holders(self, timeout: float = 10.0) -> None:
+        """Before images go: wait for auto-removed containers to be released, give up idle standbys.
+
+        Both still hold their image's layers: a container removed at its exit is gone for
+        everyone before its monitor has released it (shim/monitor.py, `_forget`).
+        """
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in self._releasing()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.standbys.release()
+
+    def _releasing(self) -> list[int]:
+        """Return the pids of the monitors releasing containers removed at their exit."""
+        pids = []
+        with suppress(FileNotFoundError):
+            for marker in (self.root / REMOVING_INDEX).iterdir():
+                with suppress(FileNotFoundError, ValueError):
+                    pids.append(int(marker.read_text()))
+        return pids
 
     def _release_standby(self, container_id: str) -> None:
         """Release a standby whose monitor is gone, as the monitor would have (an adopted one stays created)."""

@@ -52,6 +52,8 @@ MAX_CLIENT_BUFFER = 8 * 1024 * 1024
 MANUAL_STOP = "manual-stop"
 # `<containers root>/.standby/<id>` is there while a standby's monitor waits (containers/engine/standby.py).
 STANDBY_INDEX = ".standby"
+# `<containers root>/.removing/<id>` is there while an auto-removed container is released (`Monitor._forget`).
+REMOVING_INDEX = ".removing"
 
 
 @dataclass
@@ -241,6 +243,7 @@ class Monitor:
         self.stdin_w: int | None = None
         self.master: int | None = None
         self.pending_outputs: list[tuple[int, str]] = []
+        self.removing = False
         self.exit_status: int | None = None
         self.done = False
         self.log = LogWriter(Path(config.log_path), config.log_max_size, config.log_max_files)
@@ -298,6 +301,8 @@ class Monitor:
         else:
             conn.close()
         self._loop()
+        if self.removing:
+            self._release_removed()
         path.unlink(missing_ok=True)
 
     def _loop(self) -> None:
@@ -565,9 +570,13 @@ class Monitor:
         self.status.exit_code = _exit_code(status)
         self.status.finished_at = _now()
         restart = self._should_restart()
+        self.removing = self.config.auto_remove and not restart
 
         def finish() -> dict[str, Any]:
             self.status.oom_killed = new_manager(self.runtime.state(self.config.id).cgroup).oom_kills() > 0
+            if self.removing:
+                self._forget()
+                return {"oom_killed": self.status.oom_killed}
             self.runtime.delete(self.config.id, force=True)
             if not restart:
                 self.status.status = "exited"
@@ -575,9 +584,9 @@ class Monitor:
                 self._release_now()
             return {"oom_killed": self.status.oom_killed}
 
-        # One helper for the cgroup's verdict, the runtime's delete, the final status and the
-        # release: everything is released before anyone hears of the exit, so a `wait` then
-        # `rm` finds nothing mounted (and with --rm, nothing at all).
+        # The cgroup's verdict, the runtime's delete, the final status and the release, before
+        # anyone hears of the exit: a `wait` then `rm` finds nothing mounted. With --rm the
+        # container is forgotten instead, and released once everyone has heard (see `_forget`).
         # A monitor that does not restart the container exits right after: no pages to keep shared.
         answer = self._in_child(finish) if restart else _answer(finish)
         self.status.oom_killed = bool(answer.get("oom_killed"))
@@ -603,6 +612,28 @@ class Monitor:
         for client in list(self.clients):
             client.finish(protocol.EXIT, json.dumps(result).encode())
         self.done = True
+
+    def _forget(self) -> None:
+        """Make an auto-removed container gone for everyone at once: its record and name.
+
+        Its cgroup, mount and files are released after the waiters and attached clients have
+        heard (`_release_removed`): `docker run --rm` returns that much sooner. Until then
+        `<containers root>/.removing/<id>` (this monitor's pid) says a release is under way, for
+        those who must wait for it (removing the container's image).
+        """
+        marker = self.dir.parent / REMOVING_INDEX / self.config.id
+        marker.parent.mkdir(mode=0o700, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+        (self.dir / "container.json").unlink(missing_ok=True)
+
+    def _release_removed(self) -> None:
+        """Release what a forgotten container held, then drop its `.removing` marker."""
+        try:
+            self.runtime.delete(self.config.id, force=True)
+        except EngineError:
+            pass
+        self._release()
+        (self.dir.parent / REMOVING_INDEX / self.config.id).unlink(missing_ok=True)
 
     def _event(self, action: str, **attributes: str | int) -> None:
         if self.config.events_root:
