@@ -54,8 +54,10 @@ from containers.engine.standby import Standby, Standbys
 IMAGE_LABEL = "webengine.image"
 # A standby's snapshot: not yet any container's, so not one of its image's users (see standby.py).
 STANDBY_LABEL = "webengine.standby-of"
-# Seconds a started container may run before the standby made after it is (see `_fill_standby`).
+# Seconds a started container may run before the standby made after it is, and seconds after its
+# exit, for its waiters to be answered first (see `_fill_standby`).
 STANDBY_FILL_DELAY = 0.2
+STANDBY_FILL_SETTLE = 0.01
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -330,7 +332,8 @@ class Containers:
         next container while this one starts, runs and is removed slows all of that down.
         """
         with suppress(NotFound):
-            self.wait(record.id, timeout=STANDBY_FILL_DELAY)
+            if not self.wait(record.id, timeout=STANDBY_FILL_DELAY).running:
+                time.sleep(STANDBY_FILL_SETTLE)
         image = self.images.get(record.image)
         parent = self.images.unpack(image)
         standby_id = secrets.token_hex(32)

@@ -125,3 +125,20 @@ def test_wait_sends_its_headers_before_the_container_even_starts(api: ApiServer)
     assert call(api, "POST", f"/v1.51/containers/{container_id}/start")[0] == 204
     assert call(api, "POST", f"/v1.51/containers/{container_id}/wait")[2] == b'{"StatusCode": 7, "Error": null}\n'
     assert call(api, "DELETE", f"/v1.51/containers/{container_id}")[0] == 204
+
+
+def test_streams_that_stay_open_do_not_hold_up_other_clients(api: ApiServer) -> None:
+    """Each connection gets a thread of its own (kept for the next one): 40 open event streams, then a ping."""
+    streams = []
+    try:
+        for _ in range(40):
+            stream = socket.create_connection(("127.0.0.1", api.port), timeout=20)
+            stream.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token}\r\n\r\n".encode())
+            streams.append(stream)
+        for stream in streams:
+            assert stream.recv(12) == b"HTTP/1.1 200", "each stream is answered at once"
+        status, _, body = call(api, "GET", "/_ping", token=False)
+        assert (status, body) == (200, b"OK")
+    finally:
+        for stream in streams:
+            stream.close()
