@@ -467,22 +467,12 @@ class Monitor:
         # and a helper's fork and exit would cost more than the start itself.
         answer = _answer(start)
         if "error" in answer:
-            for fd, _ in self.pending_outputs:
-                os.close(fd)
-            self.pending_outputs = []
-            try:
-                self.runtime.delete(self.config.id, force=True)
-            except EngineError:
-                pass
+            self._abandon()
             raise StartError(answer["error"], answer["exit_code"])
         self._running()
 
-    def _tear_down_standby(self) -> None:
-        """Release a container that never ran: its runtime state, mounts and, unless adopted, its files.
-
-        Under the containers' lock, as create adopts standbys: an adopted one (its container.json
-        written) stays as a created container, which a later start starts as usual.
-        """
+    def _abandon(self) -> None:
+        """Let go of a container whose process never ran: its output pipes and its runtime state."""
         for fd, _ in self.pending_outputs:
             os.close(fd)
         self.pending_outputs = []
@@ -490,6 +480,14 @@ class Monitor:
             self.runtime.delete(self.config.id, force=True)
         except EngineError:
             pass
+
+    def _tear_down_standby(self) -> None:
+        """Release a container that never ran: its runtime state, mounts and, unless adopted, its files.
+
+        Under the containers' lock, as create adopts standbys: an adopted one (its container.json
+        written) stays as a created container, which a later start starts as usual.
+        """
+        self._abandon()
         with open(self.dir.parent / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             (self.dir.parent / STANDBY_INDEX / self.config.id).unlink(missing_ok=True)
