@@ -10,7 +10,7 @@ from containers.engine.config import EngineConfig
 
 DEFAULTS = {
     "ROOT": "/var/lib/webengine", "SNAPSHOTTER": "overlay", "CGROUP_PARENT": "webengine", "RUNTIME": "native",
-    "STANDBY_TTL": 600,
+    "STANDBY_TTL": 120,
 }  # fmt: skip
 
 

@@ -210,7 +210,7 @@ CONTAINERS_ENGINE = {
     "CGROUP_PARENT": os.environ.get("WEBENGINE_CGROUP_PARENT", "webengine"),
     "RUNTIME": os.environ.get("WEBENGINE_RUNTIME", "native"),
     # Seconds a standby container made for `docker run` waits to be adopted; 0 makes none.
-    "STANDBY_TTL": envint("WEBENGINE_STANDBY_TTL", 600, minimum=0, maximum=86400),
+    "STANDBY_TTL": envint("WEBENGINE_STANDBY_TTL", 120, minimum=0, maximum=86400),
 }
 if CONTAINERS_ENGINE["RUNTIME"] not in ("native", "runc", "crun"):
     raise ImproperlyConfigured(f"WEBENGINE_RUNTIME={CONTAINERS_ENGINE['RUNTIME']!r}: expected native, runc or crun")

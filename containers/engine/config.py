@@ -23,7 +23,7 @@ class EngineConfig:
     cgroup_parent: str = "webengine"
     runtime: str = "native"
     # Seconds a standby container waits to be adopted (containers/engine/standby.py); 0: none are made.
-    standby_ttl: float = 600.0
+    standby_ttl: float = 120.0
 
     @property
     def content_root(self) -> Path:
