@@ -180,7 +180,7 @@ class Containers:
         self.runtime = new_runtime(config.runtime, config.root / "run" / config.runtime)
         self.shim = ShimServer(config.root / "run" / "shim.sock", config.root / "shim.log")
         ttl = config.standby_ttl if config.runtime == "native" else 0.0
-        self.standbys = Standbys(self.root, ttl, release=self._release_standby)
+        self.standbys = Standbys(self.root, ttl, release_orphan=self._release_standby)
 
     #
     # records and lookup

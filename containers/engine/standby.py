@@ -52,12 +52,12 @@ class Standby:
 class Standbys:
     """The standby containers under one containers root."""
 
-    def __init__(self, containers_root: Path, ttl: float, release: Callable[[str], None]) -> None:
-        """`release(id)` does what a standby's monitor would, for one whose monitor died."""
+    def __init__(self, containers_root: Path, ttl: float, release_orphan: Callable[[str], None]) -> None:
+        """`release_orphan(id)` does what a standby's monitor would, for one whose monitor died."""
         self.root = containers_root
         self.index = containers_root / STANDBY_INDEX
         self.ttl = ttl
-        self._release = release
+        self._release_orphan = release_orphan
         self._lock = threading.Lock()
         self._filling: dict[str, threading.Thread] = {}
 
@@ -100,7 +100,7 @@ class Standbys:
             _wait_gone(standby.monitor_pid)
         if (self.index / container_id).exists():
             # Its monitor died before it could release it (killed): release it here.
-            self._release(container_id)
+            self._release_orphan(container_id)
             (self.index / container_id).unlink(missing_ok=True)
 
     def release(self) -> None:
