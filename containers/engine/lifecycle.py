@@ -40,7 +40,7 @@ from containers.engine.runtime import spec as oci
 from containers.engine.runtime.cgroups import new_manager
 from containers.engine.runtime.oci import new_runtime
 from containers.engine.runtime.state import Status as RuntimeStatus
-from containers.engine.runtime.state import process_start_time
+from containers.engine.runtime.state import process_running, wait_exited
 from containers.engine.runtime.user import resolve_user
 from containers.engine.shim import client as shim_client
 from containers.engine.shim.client import ShimServer
@@ -371,7 +371,7 @@ class Containers:
         everyone before its monitor has released it (shim/monitor.py, `_forget`).
         """
         deadline = time.monotonic() + timeout
-        while any(_alive(pid) for pid in self._releasing()) and time.monotonic() < deadline:
+        while any(process_running(pid) for pid in self._releasing()) and time.monotonic() < deadline:
             time.sleep(0.005)
         self.standbys.release()
 
@@ -468,7 +468,7 @@ class Containers:
             reply, sock = shim_client.request(directory / "monitor.sock", message, timeout=60)
         except (OSError, ValueError):
             # Its time ran out as we came: once its monitor has released it, it starts as usual.
-            _wait_exit(standby.monitor_pid, timeout=30)
+            wait_exited(standby.monitor_pid, timeout=30)
             return None
         return shim_client.stream_or_reply(sock, reply, attach)
 
@@ -585,7 +585,7 @@ class Containers:
         if monitor is None:
             return State("created", False, False, False, False, 0, 0, "", ZERO_TIME, ZERO_TIME)
         status = monitor["status"]
-        if status == "running" and not _alive(monitor["monitor_pid"]):
+        if status == "running" and not process_running(monitor["monitor_pid"]):
             status = "dead"
         paused = False
         if status == "running":
@@ -731,7 +731,7 @@ class Containers:
         directory = self._dir(container_id)
         monitor = self._monitor(container_id)
         if monitor is not None:
-            _wait_exit(monitor["monitor_pid"])
+            wait_exited(monitor["monitor_pid"])
         unmount(directory / "rootfs")
         try:
             self.snapshotter.remove(container_id)
@@ -843,7 +843,7 @@ class Containers:
             monitor = self._monitor(record.id)
             if monitor is None or monitor["status"] not in ("running", "restarting"):
                 continue
-            if _alive(monitor["monitor_pid"]):
+            if process_running(monitor["monitor_pid"]):
                 continue
             done += self._recover(record, monitor)
         done += self._release_orphans()
@@ -852,12 +852,12 @@ class Containers:
     def _recover(self, record: Record, monitor: dict[str, Any]) -> list[str]:
         directory = self._dir(record.id)
         done = []
-        if monitor.get("pid") and _alive(monitor["pid"]):
+        if monitor.get("pid") and process_running(monitor["pid"]):
             try:
                 self.runtime.kill(record.id, signal.SIGKILL, all_processes=True)
             except (NotFound, FailedPrecondition):
                 pass
-            _wait_exit(monitor["pid"])
+            wait_exited(monitor["pid"])
             done.append(f"killed unsupervised container {record.id[:12]}")
         try:
             self.runtime.delete(record.id, force=True)
@@ -947,17 +947,6 @@ def _shape(spec: Mapping[str, Any]) -> dict[str, Any]:
         "terminal": spec["process"].get("terminal", False),
     }
 
-
-def _wait_exit(pid: int, timeout: float = 5.0) -> None:
-    """Wait for a monitor that has finished its work to exit (it is not our child: poll)."""
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.002)
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` still runs; a zombie (exited, not yet reaped by init) does not."""
-    return process_start_time(pid) is not None
 
 
 def _host_file(path: str) -> str:

@@ -24,12 +24,11 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from containers.engine.runtime.state import process_start_time
+from containers.engine.runtime.state import process_running, wait_exited
 from containers.engine.shim import client as shim_client
 from containers.engine.shim.monitor import STANDBY_INDEX
 
@@ -77,8 +76,11 @@ class Standbys:
         """Return the standbys of `image` that nobody adopted and whose monitor still waits."""
         return [
             s for s in self.all()
-            if s.image == image and not (self.root / s.id / "container.json").exists() and _alive(s.monitor_pid)
+            if s.image == image and not self._adopted(s.id) and process_running(s.monitor_pid)
         ]  # fmt: skip
+
+    def _adopted(self, container_id: str) -> bool:
+        return (self.root / container_id / "container.json").exists()
 
     def add(self, standby: Standby) -> None:
         self.index.mkdir(mode=0o700, exist_ok=True)
@@ -97,7 +99,7 @@ class Standbys:
         except (OSError, ValueError):
             reply = {}
         if "error" not in reply:
-            _wait_gone(standby.monitor_pid)
+            wait_exited(standby.monitor_pid, timeout=30)
         if (self.index / container_id).exists():
             # Its monitor died before it could release it (killed): release it here.
             self._release_orphan(container_id)
@@ -107,7 +109,7 @@ class Standbys:
         """Give up every standby not adopted yet (they hold their images' layers)."""
         self._join_fills()
         for standby in self.all():
-            if not (self.root / standby.id / "container.json").exists():
+            if not self._adopted(standby.id):
                 self.abort(standby.id)
 
     def drain(self) -> None:
@@ -140,13 +142,3 @@ class Standbys:
             threads = list(self._filling.values())
         for thread in threads:
             thread.join()
-
-
-def _alive(pid: int) -> bool:
-    return process_start_time(pid) is not None
-
-
-def _wait_gone(pid: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.005)

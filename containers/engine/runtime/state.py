@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,15 @@ def process_start_time(pid: int) -> int | None:
     if fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+def process_running(pid: int) -> bool:
+    """Whether `pid` still runs; a zombie (exited, not yet reaped) does not."""
+    return process_start_time(pid) is not None
+
+
+def wait_exited(pid: int, timeout: float = 5.0) -> None:
+    """Wait until `pid`, a process that is not our child (a monitor), has exited, or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while process_running(pid) and time.monotonic() < deadline:
+        time.sleep(0.002)
