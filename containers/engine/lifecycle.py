@@ -344,7 +344,6 @@ class Containers:
         )  # fmt: skip
         directory = self._dir(standby_id)
         directory.mkdir(mode=0o711)
-        answer: dict[str, Any] = {}
         try:
             self.snapshotter.prepare(standby_id, parent, labels={STANDBY_LABEL: image.id})
             rootfs = directory / "rootfs"
@@ -354,13 +353,10 @@ class Containers:
             (directory / "config.json").write_text(json.dumps(self._spec(stand_in, str(rootfs))))
             monitor = replace(self._monitor_config(stand_in), standby=True, standby_ttl=self.standbys.ttl)
             answer = cast(dict[str, Any], self.shim.spawn(monitor))
-        finally:
-            if "monitor_pid" not in answer:
-                # No monitor took the container (on an error, the monitor released it itself).
-                unmount(directory / "rootfs")
-                with suppress(NotFound):
-                    self.snapshotter.remove(standby_id)
-                shutil.rmtree(directory, ignore_errors=True)
+        except BaseException:
+            self._release_standby(standby_id)  # no monitor took it
+            raise
+        # A monitor that could not make it has released it and answered with the error.
         if "monitor_pid" in answer:
             self.standbys.add(Standby(standby_id, image.id, answer["monitor_pid"]))
 
@@ -385,7 +381,7 @@ class Containers:
         return pids
 
     def _release_standby(self, container_id: str) -> None:
-        """Release a standby whose monitor is gone, as the monitor would have (an adopted one stays created)."""
+        """Release a standby without a monitor, as the monitor would have (an adopted one stays created)."""
         with suppress(EngineError):
             self.runtime.delete(container_id, force=True)
         directory = self._dir(container_id)
