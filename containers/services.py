@@ -279,6 +279,7 @@ def sync_container(ref: str) -> Container | None:
         # Gone, also between the two reads: one removed at its exit can go while it is synced.
         Container.objects.filter(id=ref).delete()
         return None
+    _drop_stale_namesake(record)
     fields = _row_fields(record, state)
     row, _ = Container.objects.update_or_create(
         id=record.id, defaults=fields, create_defaults={**fields, "team": _labelled_team(fields["labels"])}
@@ -286,13 +287,17 @@ def sync_container(ref: str) -> Container | None:
     return row
 
 
-def _row_fields(record: Record, state: State) -> dict[str, Any]:
-    """Return a Container row's fields for the engine's record and state (after removing a stale namesake)."""
-    # Names are unique among the engine's containers: a row with this name and another ID is a
-    # container that went while nobody synced (one removed by --rm at its exit), so it goes too.
+def _drop_stale_namesake(record: Record) -> None:
+    """Delete a row with the record's name and another ID: names are unique among the engine's
+    containers, so that is one that went while nobody synced (removed by --rm at its exit).
+    """
     stale = Container.objects.filter(node=settings.NODE_NAME, name=record.name).exclude(id=record.id)
     if stale.exists():  # one query in the usual case, where delete() would make its collector's several
         stale.delete()
+
+
+def _row_fields(record: Record, state: State) -> dict[str, Any]:
+    """Return a Container row's fields for the engine's record and state."""
     return {
         "name": record.name, "node": settings.NODE_NAME, "image": record.image, "image_ref": record.image_ref,
         "command": " ".join([record.path, *record.args]), "status": state.status, "exit_code": state.exit_code,
@@ -327,6 +332,7 @@ def create_container(
     containers = engine().containers
     record = containers.create({**config, "Labels": labels}, host_config, name)
     # A new ID has no row yet: one INSERT, where a sync's update_or_create would make four queries.
+    _drop_stale_namesake(record)
     fields = _row_fields(record, containers.state(record.id))
     return Container.objects.create(id=record.id, team=_labelled_team(fields["labels"]), **fields)
 

@@ -83,7 +83,7 @@ def test_a_process_that_cannot_start_fails_the_start_with_dockers_words(runtime:
     os.close(err)
 
 
-def test_a_container_made_without_deferring_ignores_no_process(runtime: NativeRuntime, tmp_path: Path) -> None:
+def test_a_container_created_as_usual_runs_the_specs_own_process(runtime: NativeRuntime, tmp_path: Path) -> None:
     """The usual create runs the spec's own process; start reads init's one byte as before."""
     directory = tmp_path / "b"
     make_rootfs(directory / "rootfs")
