@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from containers.choices import BuildStatus
@@ -334,7 +334,15 @@ def create_container(
     # A new ID has no row yet: one INSERT, where a sync's update_or_create would make four queries.
     _drop_stale_namesake(record)
     fields = _row_fields(record, containers.state(record.id))
-    return Container.objects.create(id=record.id, team=_labelled_team(fields["labels"]), **fields)
+    try:
+        with transaction.atomic():
+            return Container.objects.create(id=record.id, team=_labelled_team(fields["labels"]), **fields)
+    except IntegrityError:
+        # The node agent's events follower heard of the creation and wrote the row first.
+        row = sync_container(record.id)
+        if row is None:
+            raise ContainerNotFound(record.id) from None
+        return row
 
 
 def start_container(

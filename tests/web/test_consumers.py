@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from unittest import mock
 
 import pytest
 from channels.db import database_sync_to_async
@@ -373,3 +374,23 @@ class ContainerEventsTests(TransactionTestCase):
         assert heard["id"] == row.id and heard["name"] == "live-events" and heard["action"] == "start"
         assert outsider_frames == [{"type": "pong"}], "another team's pages hear nothing of red's containers"
         assert Container.objects.get(pk=row.id).status == "running"
+
+    def test_a_container_whose_row_the_follower_wrote_first_is_created_all_the_same(self) -> None:
+        stopped = threading.Event()
+        follower = threading.Thread(target=tasks.follow_events, args=(stopped,), daemon=True)
+        follower.start()
+        self.addCleanup(follower.join, 5)
+        self.addCleanup(stopped.set)
+        time.sleep(0.3)  # the follower starts at the end of the event log: let it get there first
+        engine_create = services.engine().containers.create
+
+        def create_heard_by_the_follower(*args: object) -> object:
+            record = engine_create(*args)
+            wait_for(lambda: Container.objects.filter(pk=record.id).exists(), 5, "the follower to write the row")
+            return record
+
+        with mock.patch.object(services.engine().containers, "create", create_heard_by_the_follower):
+            row = container("raced", self.red, SLEEPER, start=False)
+        self.addCleanup(remove, row)
+        assert (row.name, row.team, row.status) == ("live-raced", self.red, "created")
+        assert Container.objects.filter(name="live-raced").count() == 1
