@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Debian packages: the private redis-server, the busybox base, and the real peers tests check us against.
-DEBS := redis-server busybox-static skopeo umoci runc docker-registry iproute2
+DEBS := redis-server busybox-static skopeo umoci runc docker-registry iproute2 gcc libc6-dev
 # Only the tests need a browser: Debian's chromium, driven by Playwright.
 TEST_DEBS := chromium
 # Front-end libraries from npm, as package-lock.json pins them (served from node_modules).
@@ -28,7 +28,11 @@ lint: install
 # not the package and its Go dependencies); the runtime reads it from the venv.
 SECCOMP := $(VENV)/share/webengine/seccomp/default.json
 
-install: debs $(STAMP) $(SECCOMP) $(NODE_STAMP)
+# The standby containers' last step (containers/engine/runtime/standby_exec.c): static, as it runs
+# inside the container's root; without it the engine keeps no standbys.
+STANDBY_EXEC := $(VENV)/libexec/webengine/standby-exec
+
+install: debs $(STAMP) $(SECCOMP) $(STANDBY_EXEC) $(NODE_STAMP)
 
 define install_debs
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -57,6 +61,10 @@ $(SECCOMP): | $(STAMP)
 	apt-get download -qq golang-github-docker-docker-dev 2>/dev/null || { apt-get update -qq && apt-get download -qq golang-github-docker-docker-dev; }; \
 	dpkg-deb --fsys-tarfile golang-github-docker-docker-dev_*.deb | tar -x ./usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json; \
 	mkdir -p $(CURDIR)/$(dir $@); cp usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json $(CURDIR)/$@
+
+$(STANDBY_EXEC): containers/engine/runtime/standby_exec.c | $(STAMP)
+	mkdir -p $(dir $@)
+	cc -O2 -Wall -Wextra -Werror -static -o $@ $<
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -38,6 +38,7 @@ from containers.engine.runtime import capabilities as caps
 from containers.engine.runtime import seccomp
 from containers.engine.runtime import spec as oci
 from containers.engine.runtime.cgroups import new_manager
+from containers.engine.runtime.container import standby_exec_path
 from containers.engine.runtime.oci import new_runtime
 from containers.engine.runtime.state import Status as RuntimeStatus
 from containers.engine.runtime.state import process_running, wait_exited
@@ -179,7 +180,9 @@ class Containers:
         self.root = config.containers_root
         self.runtime = new_runtime(config.runtime, config.root / "run" / config.runtime)
         self.shim = ShimServer(config.root / "run" / "shim.sock", config.root / "shim.log")
-        ttl = config.standby_ttl if config.runtime == "native" else 0.0
+        # Standbys need the native runtime's deferred create, and its standby-exec built by `make`.
+        warm = config.runtime == "native" and os.access(standby_exec_path(), os.X_OK)
+        ttl = config.standby_ttl if warm else 0.0
         self.standbys = Standbys(self.root, ttl, release_orphan=self._release_standby)
 
     #
@@ -937,12 +940,14 @@ def _warmable(record: Record) -> bool:
 
 
 def _shape(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec but for what `go` brings (the process, bar its terminal) and the annotations."""
+    """The spec but for what `go` brings (the process's own parts) and the annotations.
+
+    A standby's init has applied the rest of its process (user, capabilities, limits) already.
+    """
     return {
         **{key: value for key, value in spec.items() if key not in ("process", "annotations")},
-        "terminal": spec["process"].get("terminal", False),
+        "process": oci.process_identity(spec["process"]),
     }
-
 
 
 def _host_file(path: str) -> str:

@@ -4,11 +4,12 @@
 container: its snapshot and mount, cgroup, namespaces, filesystem and init (about 25 ms here,
 more than half of the whole command). A standby is a container made ahead of time, for an image
 just run with the same settings, with its process deferred (the runtime's `create(deferred=True)`)
-and its monitor waiting for `go` (shim/monitor.py). Create adopts a standby whose spec, the process
-aside, is exactly the one the new container would get, so the container is the one it would have
-been; start then hands the process (command, user, environment, working directory) to the waiting
-init. Nothing else changes: `docker ps` never shows a standby, and an adopted one is an ordinary
-created container.
+and its monitor waiting for `go` (shim/monitor.py). Its init has applied all that the process's
+user, capabilities and limits decide, and what waits is `standby-exec` (runtime/standby_exec.c).
+Create adopts a standby whose spec, but for the process's arguments, environment and working
+directory, is exactly the one the new container would get, so the container is the one it would
+have been; start then hands those three to the waiting program, which execs the process. Nothing
+else changes: `docker ps` never shows a standby, and an adopted one is an ordinary created container.
 
 On disk, `<containers root>/.standby/<id>` (the image and the monitor's pid, JSON) is there while
 the standby's monitor waits; its directory `<containers root>/<id>/` has no container.json until

@@ -13,6 +13,8 @@ import select
 import shutil
 import signal
 import socket
+import struct
+import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,7 +25,14 @@ from containers.engine.errors import AlreadyExists, EngineError, FailedPrecondit
 from containers.engine.linux.syscalls import Syscalls
 from containers.engine.runtime import init, seccomp, sync
 from containers.engine.runtime.cgroups import Manager, Resources, new_manager
+from containers.engine.runtime.rootfs import secure_join
+from containers.engine.runtime.spec import process_identity
 from containers.engine.runtime.state import State, Status, check_transition, process_start_time
+
+# A deferred container's state directory: the fifo `start` writes its process to, and what init
+# applied before (the stand-in's `process_identity`), which the process must match.
+PROCESS_FIFO = "process.fifo"
+DEFERRED = "deferred.json"
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
@@ -31,6 +40,11 @@ _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_
 def _check_id(container_id: str) -> None:
     if not container_id or not set(container_id) <= _ID_CHARS or container_id in (".", ".."):
         raise InvalidArgument(f"invalid container id format: {container_id}")
+
+
+def standby_exec_path() -> Path:
+    """Return where `make` builds standby_exec.c: `<sys.prefix>/libexec/webengine/standby-exec`."""
+    return Path(sys.prefix, "libexec", "webengine", "standby-exec")
 
 
 def load_spec(bundle: Path) -> dict[str, Any]:
@@ -91,6 +105,9 @@ class NativeRuntime:
         try:
             fifo = directory / "exec.fifo"
             os.mkfifo(fifo, 0o622)
+            if deferred:
+                os.mkfifo(directory / PROCESS_FIFO, 0o600)
+                (directory / DEFERRED).write_text(json.dumps(process_identity(spec["process"])))
             cgroup.create()
             cgroup.apply(Resources.from_oci(spec.get("linux", {}).get("resources", {})))
             pid = self._spawn_init(spec, rootfs, fifo, cgroup, stdio, console_socket, directory if deferred else None)
@@ -125,10 +142,15 @@ class NativeRuntime:
         seccomp_filter = seccomp.compile_filter(linux["seccomp"]) if linux.get("seccomp") else None
         parent, child = sync.channel_pair()
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        state_fd = os.open(deferred_in, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if deferred_in else None
+        deferred = None
+        if deferred_in is not None:
+            deferred = init.Deferred(
+                os.open(standby_exec_path(), os.O_PATH | os.O_CLOEXEC),
+                os.open(deferred_in / PROCESS_FIFO, os.O_RDWR | os.O_CLOEXEC),
+            )
 
         def stage2() -> None:
-            init.container_init(spec, rootfs, child, fifo_fd, console_socket, seccomp_filter, self.sys, state_fd)
+            init.container_init(spec, rootfs, child, fifo_fd, console_socket, seccomp_filter, self.sys, deferred)
 
         def stage1() -> None:
             _use_stdio(stdio)
@@ -139,7 +161,7 @@ class NativeRuntime:
                 init.run_child(child, stage2)
             sync.send(child, {"type": "pid", "pid": pid})
 
-        return _fork_and_sync(parent, child, stage1, closing=[fifo_fd] if state_fd is None else [fifo_fd, state_fd])
+        return _fork_and_sync(parent, child, stage1, closing=[fifo_fd, *(deferred or ())])
 
     def start(self, container_id: str, process: Mapping[str, Any] | None = None) -> None:
         """Let the created container's init exec the user's process.
@@ -150,18 +172,18 @@ class NativeRuntime:
         state = self.state(container_id)
         check_transition(state.status, "start")
         directory = self._dir(container_id)
-        if process is not None:
-            tmp = directory / "process.json.tmp"
-            tmp.write_text(json.dumps(process))
-            os.replace(tmp, directory / "process.json")
+        message = None if process is None else _process_message(directory, state, process)
         fifo = directory / "exec.fifo"
         # Non-blocking, so that an init that died after create cannot hang us on open (fifo(7)).
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
+            if message is not None:
+                _send_process(directory / PROCESS_FIFO, message, container_id)
             data = _read_fifo(fd, state.pid, until_closed=process is not None)
         finally:
             os.close(fd)
         fifo.unlink(missing_ok=True)
+        (directory / PROCESS_FIFO).unlink(missing_ok=True)
         if not data:
             raise FailedPrecondition(f"container {container_id}: init exited before start")
         if len(data) > 1:
@@ -321,6 +343,44 @@ def _fork_and_sync(parent: socket.socket, child: socket.socket, stage1: Any, clo
         raise
     finally:
         parent.close()
+
+
+def _process_message(directory: Path, state: State, process: Mapping[str, Any]) -> bytes:
+    """Return the process as standby-exec reads it (standby_exec.c), its working directory made.
+
+    Done here, as root on the host, what init would have done as root in the container: the
+    directory (inside the rootfs, symlinks resolved in it) and HOME from its /etc/passwd.
+    """
+    made_for = json.loads((directory / DEFERRED).read_text())
+    if process_identity(process) != made_for:
+        raise InvalidArgument(
+            f"container {state.id}: its init was made for another user, capabilities or limits than the process's"
+        )
+    args = [str(arg) for arg in process["args"]]
+    env = init.environ(process.get("env", []), int(process.get("user", {}).get("uid", 0)), state.rootfs)
+    strings = [process.get("cwd", "/"), str(len(args)), *args, *(f"{key}={value}" for key, value in env.items())]
+    if not args or any("\0" in text for text in strings):
+        raise InvalidArgument(f"container {state.id}: no arguments, or a NUL byte in the process")
+    os.makedirs(secure_join(state.rootfs, strings[0]), mode=0o755, exist_ok=True)
+    payload = b"".join(text.encode() + b"\0" for text in strings)
+    return struct.pack("=I", len(payload)) + payload
+
+
+def _send_process(path: Path, message: bytes, container_id: str) -> None:
+    """Write the process to the process fifo, which init's standby-exec holds open (ENXIO: it is gone)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise FailedPrecondition(f"container {container_id}: init exited before start") from err
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(message)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError as err:
+        raise FailedPrecondition(f"container {container_id}: init exited before start") from err
+    finally:
+        os.close(fd)
 
 
 def _read_fifo(fd: int, pid: int, until_closed: bool = False) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import resource
 import signal
@@ -17,7 +16,7 @@ import stat
 import termios
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from containers.engine.linux import syscalls as sc
 from containers.engine.linux.syscalls import Syscalls
@@ -210,20 +209,39 @@ def fix_stdio_permissions(uid: int) -> None:
                 raise
 
 
-def _environ(env: Sequence[str], uid: int) -> dict[str, str]:
+def environ(env: Sequence[str], uid: int, root: str = "/") -> dict[str, str]:
     """Turn OCI `KEY=value` strings into the mapping execve wants; a later duplicate wins.
 
-    Without HOME in the spec, it is the user's home from the container's /etc/passwd, as runc sets
-    it (libcontainer/init_linux.go, setupUser): Docker leaves HOME to the runtime.
+    Without HOME in the spec, it is the user's home from the container's /etc/passwd (under
+    `root`), as runc sets it (libcontainer/init_linux.go, setupUser): Docker leaves HOME to the runtime.
     """
     environ = dict(item.split("=", 1) for item in env if "=" in item)
     if "HOME" not in environ:
-        environ["HOME"] = home_directory("/", uid)
+        environ["HOME"] = home_directory(root, uid)
     return environ
 
 
 def finalize_and_exec(process: Mapping[str, Any], path: str, seccomp_filter: Any | None) -> NoReturn:
-    """The last steps, in runc's order: bounding set, user, capabilities, no_new_privs, seccomp, execve.
+    """Become the user's process: `finalize`, the working directory, execve."""
+    # Read as root, before the user may no longer read the container's /etc/passwd.
+    env = environ(process.get("env", []), int(process.get("user", {}).get("uid", 0)))
+    finalize(process, seccomp_filter)
+    cwd = process.get("cwd", "/")
+    try:
+        os.chdir(cwd)
+    except OSError as err:
+        raise ExecFailure(f"chdir to cwd (\"{cwd}\") set in config.json failed: {err.strerror.lower()}", 126) from err
+    try:
+        os.execve(path, list(process["args"]), env)
+    except OSError as err:
+        code = 127 if err.errno == errno.ENOENT else 126
+        raise ExecFailure(f'exec: "{process["args"][0]}": {err.strerror.lower()}', code) from err
+    raise AssertionError("unreachable")
+
+
+def finalize(process: Mapping[str, Any], seccomp_filter: Any | None) -> None:
+    """The last steps before execve, in runc's order: bounding set, user, capabilities, no_new_privs,
+    signals, seccomp; what `process_identity` (spec.py) holds decides them all.
 
     Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN (seccomp(2), EACCES), so
     then the filter goes in first, while the process still has every capability, as runc does.
@@ -233,29 +251,15 @@ def finalize_and_exec(process: Mapping[str, Any], path: str, seccomp_filter: Any
         seccomp_filter.load()
     caps = process.get("capabilities", {})
     user = process.get("user", {})
-    uid = int(user.get("uid", 0))
-    # Both read the container's files as root, before the user may no longer read /etc/passwd.
-    environ = _environ(process.get("env", []), uid)
-    fix_stdio_permissions(uid)
+    fix_stdio_permissions(int(user.get("uid", 0)))
     capabilities.drop_bounding_set(caps.get("bounding", []))
     set_user(user)
     capabilities.apply_process_capabilities(caps)
     if no_new_privs:
         capabilities.set_no_new_privileges()
-    cwd = process.get("cwd", "/")
-    try:
-        os.chdir(cwd)
-    except OSError as err:
-        raise ExecFailure(f"chdir to cwd (\"{cwd}\") set in config.json failed: {err.strerror.lower()}", 126) from err
     reset_signals()
     if seccomp_filter is not None and no_new_privs:
         seccomp_filter.load()
-    try:
-        os.execve(path, list(process["args"]), environ)
-    except OSError as err:
-        code = 127 if err.errno == errno.ENOENT else 126
-        raise ExecFailure(f'exec: "{process["args"][0]}": {err.strerror.lower()}', code) from err
-    raise AssertionError("unreachable")
 
 
 def container_init(
@@ -266,19 +270,18 @@ def container_init(
     console_socket: socket.socket | None,
     seccomp_filter: Any | None,
     syscalls: Syscalls,
-    state_fd: int | None = None,
+    deferred: Deferred | None = None,
 ) -> None:
     """Pid 1 of the container: build its filesystem, wait for `start`, become the user's process.
 
-    With `state_fd` (the runtime's state directory, opened O_PATH), the process is deferred: the
-    spec's own is a stand-in, and the one to run is read from `process.json` there once `start`
-    opens the fifo (see `NativeRuntime.create`).
+    With `deferred`, the process is given at start: init applies what the spec's process decides
+    (see `process_identity` in spec.py) and leaves the wait to `standby-exec` (see `_hand_over`).
     """
     process = spec["process"]
-    if state_fd is not None:
+    if deferred is not None:
         # It may wait long for its process: the caller's descriptors (its pipes, its sockets)
         # must not stay open in here until the execve would have closed them.
-        kept = [channel.fileno(), fifo_fd, state_fd, *([console_socket.fileno()] if console_socket else [])]
+        kept = [channel.fileno(), fifo_fd, *deferred, *([console_socket.fileno()] if console_socket else [])]
         _close_all_but(kept)
     os.setsid()
     builder = RootfsBuilder(spec, rootfs, syscalls)
@@ -287,7 +290,7 @@ def container_init(
     if process.get("terminal"):
         console = open_console(os.path.join(builder.rootfs, "dev", "pts"))
         builder.bind_console(console[2])
-    if state_fd is None:
+    if deferred is None:
         builder.create_cwd(process.get("cwd", "/"))
     builder.pivot()
     builder.finish()
@@ -303,13 +306,10 @@ def container_init(
         sync.send_fd(console_socket, slave_path, master)
         os.close(master)
         use_console(slave)
-    if state_fd is not None:
-        sync.send(channel, {"type": "ready"})
-        fifo = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-        os.write(fifo, b"0")
-        _run_deferred(state_fd, fifo, seccomp_filter)
     set_rlimits(process.get("rlimits", []))
     set_oom_score_adj(process.get("oomScoreAdj"))
+    if deferred is not None:
+        _hand_over(process, channel, fifo_fd, seccomp_filter, deferred)
     path = lookup_executable(process["args"], process.get("env", []))
     sync.send(channel, {"type": "ready"})
     # Blocks until `start` opens the fifo for reading (fifo(7)); the fd was opened O_PATH before
@@ -321,6 +321,34 @@ def container_init(
     finalize_and_exec(process, path, seccomp_filter)
 
 
+class Deferred(NamedTuple):
+    """What init of a container with a deferred process holds: `standby-exec`, opened O_PATH, and
+    the process fifo (read-write), where `start` writes the process."""
+
+    program: int
+    process_fifo: int
+
+
+def _hand_over(
+    process: Mapping[str, Any], channel: socket.socket, fifo_fd: int, seccomp_filter: Any | None, deferred: Deferred
+) -> NoReturn:
+    """Finalize as the spec's process decides, then exec `standby-exec` to wait for the process itself.
+
+    What waits is then a small program, not a forked interpreter: the final execve has no large
+    address space to tear down, and only the process's own parts (arguments, environment,
+    working directory) are left to do at start (containers/engine/runtime/standby_exec.c).
+    """
+    # Read-write, as root: no need to wait for `start` here, nor to let the user open the fifo.
+    fifo = os.open(f"/proc/self/fd/{fifo_fd}", os.O_RDWR)
+    os.close(fifo_fd)
+    finalize(process, seccomp_filter)
+    sync.send(channel, {"type": "ready"})
+    for fd in (fifo, deferred.process_fifo):
+        os.set_inheritable(fd, True)
+    os.execve(deferred.program, ["standby-exec", str(fifo), str(deferred.process_fifo)], {})
+    raise AssertionError("unreachable")
+
+
 def _close_all_but(kept: Sequence[int]) -> None:
     """Close every descriptor above stdio but `kept`."""
     low = 3
@@ -328,26 +356,3 @@ def _close_all_but(kept: Sequence[int]) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-
-
-def _run_deferred(state_fd: int, fifo: int, seccomp_filter: Any | None) -> NoReturn:
-    """Run the process `start` left in process.json; an error goes back through the fifo.
-
-    The fifo stays open for writing until execve closes it (O_CLOEXEC): `start` reads until then,
-    so it sees the exec succeed (end of file) or fail (the error, as JSON), as at create.
-    """
-    try:
-        with open(f"/proc/self/fd/{state_fd}/process.json") as f:
-            process = json.load(f)
-        # After pivot_root "/" is the container's root: the working directory is made inside it.
-        os.makedirs(process.get("cwd", "/"), mode=0o755, exist_ok=True)
-        set_rlimits(process.get("rlimits", []))
-        set_oom_score_adj(process.get("oomScoreAdj"))
-        path = lookup_executable(process["args"], process.get("env", []))
-        finalize_and_exec(process, path, seccomp_filter)
-    except ExecFailure as err:
-        message, code = str(err), err.code
-    except BaseException as err:  # noqa: BLE001 - a forked child must never return into the caller's code
-        message, code = (str(err) if isinstance(err, OSError | ValueError) else repr(err)), 1
-    os.write(fifo, json.dumps({"message": message, "code": code}).encode())
-    os._exit(code)

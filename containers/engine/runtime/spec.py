@@ -97,6 +97,16 @@ def build_spec(container_id: str, *opts: SpecOpt) -> Spec:
     return spec
 
 
+# What a container created with its process deferred gets only at start (see NativeRuntime.create).
+DEFERRED_PROCESS_FIELDS = ("args", "env", "cwd", "consoleSize", "commandLine")
+
+
+def process_identity(process: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what a deferred container's init applies before its process is known: the process
+    object without DEFERRED_PROCESS_FIELDS (user, capabilities, no_new_privs, rlimits, ...)."""
+    return {key: value for key, value in process.items() if key not in DEFERRED_PROCESS_FIELDS}
+
+
 def with_process_args(args: Sequence[str]) -> SpecOpt:
     if not args:
         raise InvalidArgument("no command specified")

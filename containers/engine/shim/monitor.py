@@ -463,7 +463,7 @@ class Monitor:
             cast(NativeRuntime, self.runtime).start(self.config.id, request["process"])
             return {}
 
-        # Here, not in a helper: a start writes one file and reads the fifo (few pages touched),
+        # Here, not in a helper: a start writes to one fifo and reads another (few pages touched),
         # and a helper's fork and exit would cost more than the start itself.
         answer = _answer(start)
         if "error" in answer:

@@ -1,9 +1,10 @@
 """A container created with its process deferred: made ready first, told what to run at `start`.
 
 The engine keeps such containers warm for `docker run` (containers/engine/standby.py); here the
-runtime alone: the process given at start runs with everything a process given at create would
-get (user, environment, working directory made if missing, capabilities), and one that cannot
-start fails the start with Docker's words, leaving the container to delete.
+runtime alone: init applies the stand-in process's user, capabilities and limits at create, and
+the process given at start (which must match them) runs with everything a process given at create
+would get (its environment and HOME, working directory made if missing); one that cannot start
+fails the start with Docker's words, leaving the container to delete.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from containers.engine.errors import InvalidArgument
 from containers.engine.runtime import sync
 from containers.engine.runtime.container import NativeRuntime
-from containers.engine.runtime.spec import build_spec, with_env, with_process_args, with_user
+from containers.engine.runtime.spec import SpecOpt, build_spec, with_env, with_process_args, with_user
 from tests.engine.runtime.bundles import bundle_spec, make_bundle, make_rootfs, write_spec
 
 pytestmark = pytest.mark.requires("root", "busybox")
@@ -30,9 +32,9 @@ def runtime(state_root: Path) -> Iterator[NativeRuntime]:
         runtime.delete(state.id, force=True)
 
 
-def _created(runtime: NativeRuntime, directory: Path, container_id: str) -> tuple[int, int]:
+def _created(runtime: NativeRuntime, directory: Path, container_id: str, *opts: SpecOpt) -> tuple[int, int]:
     """Create the container with a stand-in process; return the read ends of its stdout and stderr."""
-    make_bundle(directory, container_id, with_process_args(["false"]), with_env(["STANDIN=1"]))
+    make_bundle(directory, container_id, with_process_args(["false"]), with_env(["STANDIN=1"]), *opts)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -58,18 +60,31 @@ def _process(*opts: object) -> dict[str, object]:
 
 
 def test_the_process_given_at_start_runs_as_its_user_in_its_directory(runtime: NativeRuntime, tmp_path: Path) -> None:
-    out, err = _created(runtime, tmp_path / "b", "deferred-runs")
+    out, err = _created(runtime, tmp_path / "b", "deferred-runs", with_user(1000, 1000))
     assert runtime.state("deferred-runs").status.value == "created"
     process = _process(
-        with_process_args(["sh", "-c", "echo $FOO $STANDIN; id -u; pwd; grep CapEff /proc/self/status"]),
+        with_process_args(["sh", "-c", "echo $FOO $STANDIN; echo $HOME; id; pwd; grep CapEff /proc/self/status"]),
         with_env(["PATH=/bin", "FOO=given"]),
         with_user(1000, 1000),
     )
     process["cwd"] = "/made/at/start"
     runtime.start("deferred-runs", process)
     lines = _read_all(out).splitlines()
-    assert lines[:3] == ["given", "1000", "/made/at/start"], _read_all(err)
-    assert lines[3].split() == ["CapEff:", "0000000000000000"], "a non-root user keeps no effective capability"
+    assert lines[:4] == ["given", "/home/app", "uid=1000(app) gid=1000(app)", "/made/at/start"], _read_all(err)
+    assert lines[4].split() == ["CapEff:", "0000000000000000"], "a non-root user keeps no effective capability"
+
+
+def test_a_process_for_another_user_is_refused_and_the_container_stays_created(
+    runtime: NativeRuntime, tmp_path: Path
+) -> None:
+    out, err = _created(runtime, tmp_path / "b", "deferred-root")
+    process = _process(with_process_args(["id"]), with_env(["PATH=/bin"]), with_user(1000, 1000))
+    with pytest.raises(InvalidArgument, match="made for another user"):
+        runtime.start("deferred-root", process)
+    assert runtime.state("deferred-root").status.value == "created"
+    runtime.start("deferred-root", _process(with_process_args(["id", "-u"]), with_env(["PATH=/bin"])))
+    assert _read_all(out) == "0\n"
+    os.close(err)
 
 
 def test_a_process_that_cannot_start_fails_the_start_with_dockers_words(runtime: NativeRuntime, tmp_path: Path) -> None:
