@@ -326,23 +326,49 @@ def create_container(
     config: dict[str, Any], host_config: dict[str, Any], name: str = "", team: Team | None = None
 ) -> Container:
     """Create a container owned by `team`; without one, by the team its `TEAM_LABEL` names, if any (see TEAM_LABEL)."""
+    record, write_row = create_engine_container(config, host_config, name, team)
+    row = write_row()
+    if row is None:
+        raise ContainerNotFound(record.id)
+    return row
+
+
+def create_engine_container(
+    config: dict[str, Any], host_config: dict[str, Any], name: str = "", team: Team | None = None
+) -> tuple[Record, Callable[[], Container | None]]:
+    """Create the container as `create_container` does; return its record and what writes its row.
+
+    For who answers before writing the row (the Docker API: `docker run` waits on the create).
+    """
     labels = dict(config.get("Labels") or {})
     if team is not None:
         labels[TEAM_LABEL] = str(team.pk)
-    containers = engine().containers
-    record = containers.create({**config, "Labels": labels}, host_config, name)
+    record = engine().containers.create({**config, "Labels": labels}, host_config, name)
+    return record, functools.partial(_write_new_row, record)
+
+
+def _write_new_row(record: Record) -> Container | None:
+    """Write a new container's row; None if it is gone already (run and removed before this)."""
+    try:
+        state = engine().containers.state(record.id)
+    except ContainerNotFound:
+        return None
     # A new ID has no row yet: one INSERT, where a sync's update_or_create would make four queries.
     _drop_stale_namesake(record)
-    fields = _row_fields(record, containers.state(record.id))
+    fields = _row_fields(record, state)
     try:
         with transaction.atomic():
-            return Container.objects.create(id=record.id, team=_labelled_team(fields["labels"]), **fields)
+            row = Container.objects.create(id=record.id, team=_labelled_team(fields["labels"]), **fields)
     except IntegrityError:
-        # The node agent's events follower heard of the creation and wrote the row first.
-        row = sync_container(record.id)
-        if row is None:
-            raise ContainerNotFound(record.id) from None
-        return row
+        # Written first by another: the node agent's events follower, or a sync after a start.
+        return sync_container(record.id)
+    try:
+        engine().containers.get(record.id)
+    except ContainerNotFound:
+        # Run and removed at its exit while this was written: the sync after its start found no row.
+        row.delete()
+        return None
+    return row
 
 
 def start_container(

@@ -11,6 +11,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Generator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -221,8 +222,9 @@ def create_container(request: Request) -> Reply:
     host_config = body.pop("HostConfig", None) or {}
     # The network to join is NetworkMode's; endpoint settings come with the networking issue.
     body.pop("NetworkingConfig", None)
-    row = services.create_container(body, host_config, request.arg("name"))
-    return json_response({"Id": row.id, "Warnings": []}, status=201)
+    # The dashboard's row is written once the client has its answer: `docker run` waits on it.
+    record, write_row = services.create_engine_container(body, host_config, request.arg("name"))
+    return json_response({"Id": record.id, "Warnings": []}, status=201, then=write_row)
 
 
 def _prune_filter(filters: dict[str, list[str]]) -> Callable[[Record], bool]:
@@ -318,7 +320,7 @@ def start_container(request: Request) -> Reply:
     attach = {key: any(p.streams[key] for p in waiting) for key in ("stdin", "stdout", "stderr")} if waiting else None
     try:
         # `docker run` creates and starts: keep a container of the same kind ready for the next one.
-        # The row is synced once the attach and wait requests know (they are what `docker run` waits on).
+        # The row is synced once the client has its answer (with attach's and wait's, what it waits on).
         stream = services.start_container(record.id, attach=attach, keep_warm=True, sync=False)
     except FailedPrecondition as err:
         _not_started(waiting, record.id)
@@ -331,8 +333,7 @@ def start_container(request: Request) -> Reply:
     for index, pending in enumerate(waiting):
         pending.give(stream if index == 0 else None, started=True)
     ACTIVITY.changed()
-    services.sync_container(record.id)
-    return no_content()
+    return no_content(then=partial(services.sync_container, record.id))
 
 
 def _not_started(waiting: list[PendingAttach], container_id: str) -> None:

@@ -158,12 +158,17 @@ class Request:
 
 @dataclass
 class Response:
-    """A whole answer; 204 and 304 go without a body and without Content-Length."""
+    """A whole answer; 204 and 304 go without a body and without Content-Length.
+
+    `then` is work the client need not wait for (the dashboard's copy of a row, the audit record):
+    run on the connection's thread once the answer is out, before the next request on it.
+    """
 
     status: int
     body: bytes = b""
     content_type: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    then: Callable[[], object] | None = None
 
 
 @dataclass
@@ -205,12 +210,20 @@ class Switch:
 Reply = Response | Streamed | Hijack | Switch
 
 
-def json_response(value: Any, status: int = 200) -> Response:
-    return Response(status, json.dumps(value).encode() + b"\n", JSON)
+def json_response(value: Any, status: int = 200, then: Callable[[], object] | None = None) -> Response:
+    return Response(status, json.dumps(value).encode() + b"\n", JSON, then=then)
 
 
-def no_content(status: int = 204) -> Response:
-    return Response(status)
+def no_content(status: int = 204, then: Callable[[], object] | None = None) -> Response:
+    return Response(status, then=then)
+
+
+def _run_after(work: Callable[[], object], request: Request) -> None:
+    """Run a response's `then`; its answer is out, so a failure is only logged."""
+    try:
+        work()
+    except Exception:
+        logger.exception("the work after answering %s %s failed", request.method, request.path)
 
 
 def error_response(status: int, message: str) -> Response:
@@ -285,6 +298,8 @@ class Connection:
                 self._send_streamed(reply)
             else:
                 self._send_whole(reply, head=request.method == "HEAD")
+                if reply.then is not None:
+                    _run_after(reply.then, request)
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     def _receive(self) -> Request | None:

@@ -41,6 +41,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -196,9 +197,26 @@ def _audited(attempt: _Attempt | None, run: Callable[[], Reply], progress: bool 
         return dataclasses.replace(reply, chunks=_recorded_at_end(reply.chunks, attempt))
     if isinstance(reply, Response) and reply.status >= 400:
         attempt.record(AuditOutcome.FAILED, error=reply.body.decode(errors="replace").strip())
+    elif isinstance(reply, Response):
+        # Recorded right after the answer, on the request's thread (see `Response.then`): a crash
+        # between the change and its record loses the record either way; `docker run` need not wait.
+        reply.then = _then_both(reply.then, partial(attempt.record, AuditOutcome.SUCCESS))
     else:
         attempt.record(AuditOutcome.SUCCESS)
     return reply
+
+
+def _then_both(first: Callable[[], object] | None, second: Callable[[], object]) -> Callable[[], object]:
+    if first is None:
+        return second
+
+    def both() -> None:
+        try:
+            first()
+        finally:
+            second()
+
+    return both
 
 
 def _recorded_at_end(chunks: Generator[bytes, None, None], attempt: _Attempt) -> Generator[bytes, None, None]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
 import urllib.parse
 
 import pytest
 
 from containers.dockerapi.container_routes import human_duration
-from containers.dockerapi.httpserver import ApiError, Request
+from containers.dockerapi.httpserver import ApiError, Connection, Reply, Request, Response
 from containers.dockerapi.router import parse_target
 from containers.dockerapi.streams import MULTIPLEXED_STREAM, RAW_STREAM, content_type, frame
 
@@ -73,3 +74,46 @@ def test_frames_carry_the_stream_and_a_big_endian_length() -> None:
     assert frame(2, b"hi") == b"\x02\x00\x00\x00\x00\x00\x00\x02hi"
     assert content_type(tty=False, version="1.51") == MULTIPLEXED_STREAM
     assert content_type(tty=True, version="1.51") == content_type(tty=False, version="1.41") == RAW_STREAM
+
+
+def test_the_work_after_an_answer_runs_once_it_is_out_and_a_failure_there_keeps_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`Response.then` (the row and audit record of a create): the client has its answer first."""
+    client, server = socket.socketpair()
+    answered = threading.Event()
+    seen_by_then: list[bool] = []
+
+    def after_the_answer() -> None:
+        seen_by_then.append(answered.wait(5))
+        raise RuntimeError("the database is gone")
+
+    def dispatch(request: Request) -> Reply:
+        if request.path == "/first":
+            return Response(201, b"made", "text/plain", then=after_the_answer)
+        return Response(200, b"still here", "text/plain")
+
+    serving = threading.Thread(target=Connection(server, dispatch, parse_target).serve)
+    serving.start()
+    reader = client.makefile("rb")
+
+    def answer() -> tuple[bytes, bytes]:
+        status, length = reader.readline(), 0
+        while (line := reader.readline()) != b"\r\n":
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        return status, reader.read(length)
+
+    try:
+        client.sendall(b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        assert answer() == (b"HTTP/1.1 201 Created\r\n", b"made")
+        answered.set()
+        client.sendall(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer() == (b"HTTP/1.1 200 OK\r\n", b"still here")
+    finally:
+        client.shutdown(socket.SHUT_WR)
+        serving.join(5)
+        reader.close()
+        client.close()
+    assert seen_by_then == [True], "the work ran after the client had read the answer"
+    assert "the work after answering POST /first failed" in caplog.text
