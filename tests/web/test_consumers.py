@@ -344,15 +344,19 @@ class ContainerEventsTests(TransactionTestCase):
         Membership.objects.create(user=self.bob, team=self.red, role=Role.OPERATOR)
         Membership.objects.create(user=self.charlie, team=blue, role=Role.OPERATOR)
 
-    def test_it_tells_the_team_and_not_the_outsider_when_a_container_changes(self) -> None:
-        row = container("events", self.red, SLEEPER, start=False)
-        self.addCleanup(remove, row)
+    def follow_events(self) -> None:
+        """Run the node agent's events follower until the test ends."""
         stopped = threading.Event()
         follower = threading.Thread(target=tasks.follow_events, args=(stopped,), daemon=True)
         follower.start()
         self.addCleanup(follower.join, 5)
         self.addCleanup(stopped.set)
         time.sleep(0.3)  # the follower starts at the end of the event log: let it get there first
+
+    def test_it_tells_the_team_and_not_the_outsider_when_a_container_changes(self) -> None:
+        row = container("events", self.red, SLEEPER, start=False)
+        self.addCleanup(remove, row)
+        self.follow_events()
 
         async def scenario() -> tuple[dict[str, object], list[dict[str, object]]]:
             member = page("/ws/events/", self.bob)
@@ -376,12 +380,7 @@ class ContainerEventsTests(TransactionTestCase):
         assert Container.objects.get(pk=row.id).status == "running"
 
     def test_a_container_whose_row_the_follower_wrote_first_is_created_all_the_same(self) -> None:
-        stopped = threading.Event()
-        follower = threading.Thread(target=tasks.follow_events, args=(stopped,), daemon=True)
-        follower.start()
-        self.addCleanup(follower.join, 5)
-        self.addCleanup(stopped.set)
-        time.sleep(0.3)  # the follower starts at the end of the event log: let it get there first
+        self.follow_events()
         engine_create = services.engine().containers.create
 
         def create_heard_by_the_follower(*args: object) -> object:
