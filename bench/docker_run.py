@@ -8,6 +8,11 @@ the same run (busybox is loaded into it from webengine's saved busybox when miss
 ratio is printed; the target is at most 0.25x Docker's time, or at most 65 ms median without a
 daemon. Each side gets a few warm-up runs first, as a daemon that has just started is cold.
 
+Two figures a side: back to back (each side's runs in a row, so that what a run leaves to do in
+the background, webengine's next standby or the daemon's cleanup, slows its own next run), and
+one at a time (the sides in turns, each run half a second after the last: what one command takes
+on a quiet machine, every side meeting the same drift of this machine's speed).
+
 The CLI's own share is measured too: the same command against a server that answers each of its
 requests at once (ping, create, attach, wait, start) and runs nothing. No server can be faster.
 """
@@ -43,9 +48,11 @@ from containers.dockerapi.router import parse_target  # noqa: E402
 
 COMMAND = ["run", "--rm", "busybox", "true"]
 WARMUP = 3
+SETTLE_S = 0.5
 
 
 def timed_runs(host: str, runs: int) -> list[float]:
+    """Time the command `runs` times in a row (back to back: what each run leaves to do slows the next)."""
     for _ in range(WARMUP):
         docker_cli(host, *COMMAND)
     samples = []
@@ -53,6 +60,20 @@ def timed_runs(host: str, runs: int) -> list[float]:
         started = time.perf_counter()
         docker_cli(host, *COMMAND)
         samples.append(time.perf_counter() - started)
+    return samples
+
+
+def one_at_a_time(hosts: dict[str, str], runs: int) -> dict[str, list[float]]:
+    """Time the command `runs` times against each host in turns, each run SETTLE_S after the last:
+    every run meets a quiet machine, and a machine whose speed drifts slows every side alike."""
+    samples: dict[str, list[float]] = {name: [] for name in hosts}
+    names = list(hosts)
+    for turn in range(runs):
+        for name in names[turn % len(names) :] + names[: turn % len(names)]:
+            time.sleep(SETTLE_S)
+            started = time.perf_counter()
+            docker_cli(hosts[name], *COMMAND)
+            samples[name].append(time.perf_counter() - started)
     return samples
 
 
@@ -117,24 +138,27 @@ def main() -> None:
     options = parser.parse_args()
     if shutil.which("docker") is None:
         sys.exit("the docker CLI is not on PATH")
-    with instant_api() as host:
-        floor = median_ms(timed_runs(host, options.runs))
-    print(f"the docker CLI alone (a server that answers at once): {floor:.1f} ms")
-    with webengine_dockerapi() as api:
-        webengine = median_ms(timed_runs(api.host, options.runs))
-        if not daemon_reachable(options.docker_host):
-            print(f"docker run --rm busybox true: webengine {webengine:.1f} ms median over {options.runs} runs "
-                  f"(no Docker daemon at {options.docker_host}; target <= 65 ms)")  # fmt: skip
-            return
-        loaded = api.load_busybox_into(options.docker_host)
+    with instant_api() as floor_host, webengine_dockerapi() as api:
+        hosts = {"the docker CLI alone": floor_host, "webengine": api.host}
+        reachable = daemon_reachable(options.docker_host)
+        loaded = reachable and api.load_busybox_into(options.docker_host)
+        if reachable:
+            hosts["Docker daemon"] = options.docker_host
         try:
-            daemon = median_ms(timed_runs(options.docker_host, options.runs))
+            in_a_row = {name: median_ms(timed_runs(host, options.runs)) for name, host in hosts.items()}
+            apart = {name: median_ms(times) for name, times in one_at_a_time(hosts, options.runs).items()}
         finally:
             if loaded:
                 docker_cli(options.docker_host, "rmi", "busybox")
-    print(f"docker run --rm busybox true: webengine {webengine:.1f} ms, Docker daemon {daemon:.1f} ms, "
-          f"ratio {webengine / daemon:.2f}x (target <= 0.25x), medians of {options.runs} runs")  # fmt: skip
-
+    for title, medians in (("back to back, each side's runs in a row", in_a_row),
+                           (f"one at a time, in turns {SETTLE_S} s apart", apart)):  # fmt: skip
+        figures = ", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items())
+        print(f"docker run --rm busybox true, {title} (medians of {options.runs}): {figures}")
+        if "Docker daemon" in medians:
+            ratio = medians["webengine"] / medians["Docker daemon"]
+            print(f"  ratio {ratio:.2f}x (target <= 0.25x)")
+        else:
+            print(f"  no Docker daemon at {options.docker_host}: target <= 65 ms")
 
 if __name__ == "__main__":
     main()
