@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -59,7 +60,9 @@ class Standbys:
         self.ttl = ttl
         self._release_orphan = release_orphan
         self._lock = threading.Lock()
-        self._filling: dict[str, threading.Thread] = {}
+        self._filling: set[str] = set()
+        self._requests: queue.Queue[tuple[str, Callable[[], None]]] = queue.Queue()
+        self._filler: threading.Thread | None = None
 
     def get(self, container_id: str) -> Standby | None:
         """Return the entry of `container_id` while its monitor waits for `go`."""
@@ -120,13 +123,27 @@ class Standbys:
             self.abort(standby.id)
 
     def fill_in_background(self, image: str, fill: Callable[[], None]) -> None:
-        """Have a thread call `fill` (make a standby of `image`) until `PER_IMAGE` of them wait."""
+        """Have the filler thread call `fill` (make a standby of `image`) until `PER_IMAGE` of them wait.
+
+        One thread for all, started once: starting a thread takes a while on a busy interpreter,
+        and each `docker run`'s start would wait for it.
+        """
         with self._lock:
             if self.ttl <= 0 or image in self._filling or len(self._filling) >= MAXIMUM:
                 return
-            thread = threading.Thread(target=self._fill, args=(image, fill), name=f"standby {image[7:19]}")
-            self._filling[image] = thread
-        thread.start()
+            self._filling.add(image)
+            if self._filler is None:
+                self._filler = threading.Thread(target=self._fill_forever, name="standbys", daemon=True)
+                self._filler.start()
+        self._requests.put((image, fill))
+
+    def _fill_forever(self) -> None:
+        while True:
+            image, fill = self._requests.get()
+            try:
+                self._fill(image, fill)
+            finally:
+                self._requests.task_done()
 
     def _fill(self, image: str, fill: Callable[[], None]) -> None:
         try:
@@ -136,10 +153,7 @@ class Standbys:
             logger.exception("could not make a standby container of %s", image)
         finally:
             with self._lock:
-                del self._filling[image]
+                self._filling.discard(image)
 
     def _join_fills(self) -> None:
-        with self._lock:
-            threads = list(self._filling.values())
-        for thread in threads:
-            thread.join()
+        self._requests.join()
