@@ -63,6 +63,7 @@ class Standbys:
         self._filling: set[str] = set()
         self._requests: queue.Queue[tuple[str, Callable[[], None]]] = queue.Queue()
         self._filler: threading.Thread | None = None
+        self._drained = False
 
     def get(self, container_id: str) -> Standby | None:
         """Return the entry of `container_id` while its monitor waits for `go`."""
@@ -117,7 +118,9 @@ class Standbys:
                 self.abort(standby.id)
 
     def drain(self) -> None:
-        """Give up every standby, adopted or not (a server's shutdown)."""
+        """Give up every standby, adopted or not, and make no more (a server's shutdown)."""
+        with self._lock:
+            self._drained = True
         self._join_fills()
         for standby in self.all():
             self.abort(standby.id)
@@ -129,13 +132,14 @@ class Standbys:
         and each `docker run`'s start would wait for it.
         """
         with self._lock:
-            if self.ttl <= 0 or image in self._filling or len(self._filling) >= MAXIMUM:
+            if self.ttl <= 0 or self._drained or image in self._filling or len(self._filling) >= MAXIMUM:
                 return
             self._filling.add(image)
             if self._filler is None:
                 self._filler = threading.Thread(target=self._fill_forever, name="standbys", daemon=True)
                 self._filler.start()
-        self._requests.put((image, fill))
+            # Queued under the lock: a drain that has the lock next waits for this fill too.
+            self._requests.put((image, fill))
 
     def _fill_forever(self) -> None:
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from containers.engine import container_fs
 from containers.engine.engine import Engine
 from containers.engine.errors import FailedPrecondition, NotFound
-from containers.engine.lifecycle import Record
+from containers.engine.lifecycle import STANDBY_FILL_DELAY, Record
 from containers.engine.runtime.state import process_start_time
 from containers.engine.shim.logfile import read_log
 from containers.engine.standby import PER_IMAGE, Standby
@@ -174,6 +175,9 @@ def test_draining_gives_up_every_standby(engine: Engine) -> None:
     assert all(_gone(engine, s) for s in standbys)
     assert not any((engine.config.containers_root / s.id).exists() for s in standbys)
     assert os.listdir(engine.config.containers_root / ".standby") == []
+    _run(engine, _config(["true"]), keep_warm=True)
+    time.sleep(STANDBY_FILL_DELAY + 0.3)
+    assert engine.containers.standbys.all() == [], "a server that is stopping makes no more"
 
 
 def test_a_standby_whose_monitor_was_killed_is_released_all_the_same(engine: Engine) -> None:
