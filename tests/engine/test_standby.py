@@ -7,6 +7,7 @@ adopted, the errors a start can still meet, and that a standby given up leaves n
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import time
@@ -20,6 +21,7 @@ from containers.engine.engine import Engine
 from containers.engine.errors import FailedPrecondition, NotFound
 from containers.engine.lifecycle import STANDBY_FILL_DELAY, Record
 from containers.engine.runtime.state import process_start_time
+from containers.engine.shim import client as shim_client
 from containers.engine.shim.logfile import read_log
 from containers.engine.standby import PER_IMAGE, Standby
 from tests.engine.conftest import busybox_engine
@@ -208,3 +210,24 @@ def test_a_container_removed_at_its_exit_is_gone_at_once_and_its_image_can_go_ne
     directory = engine.config.containers_root / record.id
     assert not directory.exists() and not _mounted(directory / "rootfs")
     assert os.listdir(engine.config.containers_root / ".removing") == []
+
+
+def test_a_wait_that_comes_after_a_removed_containers_exit_is_answered_before_its_release(engine: Engine) -> None:
+    """A `docker run --rm` whose wait reaches the monitor just after the exit: not held up by the cleanup."""
+    record = engine.containers.create(_config(["sleep", "0.3"]), {"AutoRemove": True})
+    directory = engine.config.containers_root / record.id
+    engine.containers.start(record.id)
+    lock = os.open(engine.config.snapshots_root / "metadata.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the release, which removes the snapshot, waits for this
+        wait_for(lambda: not (directory / "container.json").exists(), 10, "the container to be forgotten")
+        time.sleep(0.1)  # its monitor has answered and is releasing
+        started = time.monotonic()
+        with pytest.raises((OSError, ValueError)):
+            _, sock = shim_client.request(directory / "monitor.sock", {"op": "wait"}, timeout=5)
+            with sock:
+                shim_client.read_line(sock)
+        assert time.monotonic() - started < 1, "told at once that the monitor takes no more waiters"
+    finally:
+        os.close(lock)
+    wait_for(lambda: not directory.exists(), 10, "the release to finish once the lock is free")

@@ -301,9 +301,12 @@ class Monitor:
         else:
             conn.close()
         self._loop()
+        # A client that comes now (a wait that missed the exit) hears at once that it is over,
+        # not after the release: closed, the listener resets what waits in its backlog.
+        listener.close()
+        path.unlink(missing_ok=True)
         if self.removing:
             self._release_removed()
-        path.unlink(missing_ok=True)
 
     def _loop(self) -> None:
         while not (self.done and not any(c.out for c in self.clients)):
