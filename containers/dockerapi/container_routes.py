@@ -43,6 +43,7 @@ _DOCKER_LIST_FILTERS = {"before", "since", "volume", "network", "publish", "expo
 _PRUNE_FILTERS = {"until", "label", "label!"}
 _WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 _PIPES_GRACE_S = 5.0
+_SYNC_AFTER_PIPES_S = 0.05
 _SHM_SIZE = 64 * 1024 * 1024
 
 
@@ -333,7 +334,14 @@ def start_container(request: Request) -> Reply:
     for index, pending in enumerate(waiting):
         pending.give(stream if index == 0 else None, started=True)
     ACTIVITY.changed()
-    return no_content(then=partial(services.sync_container, record.id))
+    return no_content(then=partial(_sync_when_answered, record.id))
+
+
+def _sync_when_answered(container_id: str) -> None:
+    """Sync the row once the container's attach streams are done (or a moment has passed): a
+    `docker run` of a quick command waits for them, and this thread's work would delay them."""
+    ACTIVITY.wait_pipes(container_id, _SYNC_AFTER_PIPES_S)
+    services.sync_container(container_id)
 
 
 def _not_started(waiting: list[PendingAttach], container_id: str) -> None:
