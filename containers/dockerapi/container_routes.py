@@ -43,7 +43,6 @@ _DOCKER_LIST_FILTERS = {"before", "since", "volume", "network", "publish", "expo
 _PRUNE_FILTERS = {"until", "label", "label!"}
 _WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 _PIPES_GRACE_S = 5.0
-_SYNC_AFTER_PIPES_S = 0.05
 _SHM_SIZE = 64 * 1024 * 1024
 
 
@@ -223,9 +222,10 @@ def create_container(request: Request) -> Reply:
     host_config = body.pop("HostConfig", None) or {}
     # The network to join is NetworkMode's; endpoint settings come with the networking issue.
     body.pop("NetworkingConfig", None)
-    # The dashboard's row is written once the client has its answer: `docker run` waits on it.
     record, write_row = services.create_engine_container(body, host_config, request.arg("name"))
-    return json_response({"Id": record.id, "Warnings": []}, status=201, then=write_row)
+    # The dashboard's row: once a `docker run` of it has had its answers (gone by then, none).
+    ACTIVITY.after_run(record.id, write_row, expect_attach=True)
+    return json_response({"Id": record.id, "Warnings": []}, status=201)
 
 
 def _prune_filter(filters: dict[str, list[str]]) -> Callable[[Record], bool]:
@@ -334,14 +334,8 @@ def start_container(request: Request) -> Reply:
     for index, pending in enumerate(waiting):
         pending.give(stream if index == 0 else None, started=True)
     ACTIVITY.changed()
-    return no_content(then=partial(_sync_when_answered, record.id))
-
-
-def _sync_when_answered(container_id: str) -> None:
-    """Sync the row once the container's attach streams are done (or a moment has passed): a
-    `docker run` of a quick command waits for them, and this thread's work would delay them."""
-    ACTIVITY.wait_pipes(container_id, _SYNC_AFTER_PIPES_S)
-    services.sync_container(container_id)
+    ACTIVITY.after_run(record.id, partial(services.sync_container, record.id))
+    return no_content()
 
 
 def _not_started(waiting: list[PendingAttach], container_id: str) -> None:

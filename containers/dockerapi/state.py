@@ -15,17 +15,23 @@ client has all the output before the exit code (moby flushes the attach stream f
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from containers.engine.errors import Conflict, NotFound
 from containers.engine.shim.client import Stream
 
+logger = logging.getLogger(__name__)
+
 _KEEP_EXIT_CODES = 1000
 _KEEP_FINISHED_EXECS_S = 600.0
+# The longest that work `after_run` is asked for waits for the container's attach streams.
+AFTER_RUN_S = 0.05
 
 
 class PendingAttach:
@@ -47,6 +53,15 @@ class PendingAttach:
         return self._ready.wait(timeout)
 
 
+@dataclass
+class _AfterRun:
+    container_id: str
+    work: Callable[[], object]
+    expect_attach: bool
+    deadline: float
+    attached: bool = False
+
+
 class Activity:
     """Changes to containers made through this server, and the pipes that stream their output."""
 
@@ -56,6 +71,8 @@ class Activity:
         self._waiting: dict[str, list[PendingAttach]] = {}
         self._pipes: Counter[str] = Counter()
         self._exit_codes: OrderedDict[str, int] = OrderedDict()
+        self._after: list[_AfterRun] = []
+        self._after_thread: threading.Thread | None = None
 
     def generation(self) -> int:
         with self._cond:
@@ -78,6 +95,7 @@ class Activity:
         with self._cond:
             self._waiting.setdefault(container_id, []).append(pending)
             self._pipes[container_id] += 1
+            self._cond.notify_all()
         return pending
 
     def take_waiting(self, container_id: str) -> list[PendingAttach]:
@@ -101,6 +119,7 @@ class Activity:
     def begin(self, container_id: str) -> None:
         with self._cond:
             self._pipes[container_id] += 1
+            self._cond.notify_all()
 
     def end(self, container_id: str, exit_code: int | None, pending: PendingAttach | None = None) -> None:
         """A pipe is done (with the exit code it saw, if any); a pending attach stops waiting."""
@@ -121,6 +140,43 @@ class Activity:
         """Wait until no pipe of the container runs, so that its output is out before the wait's answer."""
         with self._cond:
             self._cond.wait_for(lambda: container_id not in self._pipes, timeout)
+
+    def after_run(self, container_id: str, work: Callable[[], object], expect_attach: bool = False) -> None:
+        """Have this server's after-run thread do `work` once the container's attach streams are
+        done (with `expect_attach`, once one has come and gone: a create's), or AFTER_RUN_S on.
+
+        For what the client need not wait for, the database's rows: a quick `docker run` is a
+        create, an attach, a wait and a start whose container exits within milliseconds, and
+        that work on the request threads would delay their answers (one interpreter runs all).
+        """
+        with self._cond:
+            self._after.append(_AfterRun(container_id, work, expect_attach, time.monotonic() + AFTER_RUN_S))
+            if self._after_thread is None:
+                self._after_thread = threading.Thread(target=self._after_runs, name="after runs", daemon=True)
+                self._after_thread.start()
+            self._cond.notify_all()
+
+    def _after_runs(self) -> None:
+        while True:
+            with self._cond:
+                while not (ready := self._take_ready()):
+                    soonest = min((a.deadline for a in self._after), default=None)
+                    self._cond.wait(None if soonest is None else max(0.0, soonest - time.monotonic()))
+            for after in ready:
+                try:
+                    after.work()
+                except Exception:
+                    logger.exception("the work after the run of container %s failed", after.container_id[:12])
+
+    def _take_ready(self) -> list[_AfterRun]:
+        now, ready, waiting = time.monotonic(), [], []
+        for after in self._after:
+            attached = after.container_id in self._pipes
+            after.attached = after.attached or attached
+            done = not attached and (after.attached or not after.expect_attach)
+            (ready if done or now >= after.deadline else waiting).append(after)
+        self._after = waiting
+        return ready
 
     def exit_code(self, container_id: str) -> int | None:
         """Return the exit code a pipe saw last for the container (the only trace of an auto-removed one)."""
