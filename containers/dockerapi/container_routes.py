@@ -321,7 +321,7 @@ def start_container(request: Request) -> Reply:
     attach = {key: any(p.streams[key] for p in waiting) for key in ("stdin", "stdout", "stderr")} if waiting else None
     try:
         # `docker run` creates and starts: keep a container of the same kind ready for the next one.
-        # The row is synced once the client has its answer (with attach's and wait's, what it waits on).
+        # The row is synced after the run's answers (`ACTIVITY.after_run` below), not before them.
         stream = services.start_container(record.id, attach=attach, keep_warm=True, sync=False)
     except FailedPrecondition as err:
         _not_started(waiting, record.id)

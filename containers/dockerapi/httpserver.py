@@ -160,8 +160,8 @@ class Request:
 class Response:
     """A whole answer; 204 and 304 go without a body and without Content-Length.
 
-    `then` is work the client need not wait for (the dashboard's copy of a row, the audit record):
-    run on the connection's thread once the answer is out, before the next request on it.
+    `then` is work the client need not wait for (the audit record of a change): run on the
+    connection's thread once the answer is out, before the next request on it, so keep it short.
     """
 
     status: int
@@ -210,12 +210,12 @@ class Switch:
 Reply = Response | Streamed | Hijack | Switch
 
 
-def json_response(value: Any, status: int = 200, then: Callable[[], object] | None = None) -> Response:
-    return Response(status, json.dumps(value).encode() + b"\n", JSON, then=then)
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(value).encode() + b"\n", JSON)
 
 
-def no_content(status: int = 204, then: Callable[[], object] | None = None) -> Response:
-    return Response(status, then=then)
+def no_content(status: int = 204) -> Response:
+    return Response(status)
 
 
 def _run_after(work: Callable[[], object], request: Request) -> None:
