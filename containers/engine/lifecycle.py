@@ -50,7 +50,7 @@ from containers.engine.shim.monitor import MANUAL_STOP, REMOVING_INDEX
 from containers.engine.shim.monitor import Config as MonitorConfig
 from containers.engine.snapshots.base import Snapshotter
 from containers.engine.snapshots.mount import is_mounted, mount_all, unmount
-from containers.engine.standby import Standby, Standbys
+from containers.engine.standby import MAXIMUM, PER_IMAGE, Standby, Standbys
 
 IMAGE_LABEL = "webengine.image"
 # A standby's snapshot: not yet any container's, so not one of its image's users (see standby.py).
@@ -316,20 +316,25 @@ class Containers:
         if not _warmable(record):
             return None
         for standby in self.standbys.waiting(record.image):
-            config = {**record.config, "Hostname": hostname or standby.id[:12]}
-            candidate = replace(record, id=standby.id, config=config)
-            directory = self._dir(standby.id)
-            try:
-                made = json.loads((directory / "config.json").read_text())
-                wanted = self._spec(candidate, str(directory / "rootfs"))
-            except (OSError, ValueError, EngineError):
-                continue
-            if _shape(wanted) == _shape(made):
+            if (candidate := self._as_standby(record, hostname, standby)) is not None:
                 return candidate
         return None
 
-    def _fill_standby(self, record: Record) -> None:
-        """Make a standby of `record`'s image with its settings (see standby.py).
+    def _as_standby(self, record: Record, hostname: str, standby: Standby) -> Record | None:
+        """Return `record` as `standby` if its spec would be the standby's, the process's own parts aside."""
+        config = {**record.config, "Hostname": hostname or standby.id[:12]}
+        candidate = replace(record, id=standby.id, config=config)
+        directory = self._dir(standby.id)
+        try:
+            made = json.loads((directory / "config.json").read_text())
+            wanted = self._spec(candidate, str(directory / "rootfs"))
+        except (OSError, ValueError, EngineError):
+            return None
+        return candidate if _shape(wanted) == _shape(made) else None
+
+    def _fill_standby(self, record: Record) -> bool:
+        """Make a standby of `record`'s image with its settings (see standby.py); False if none is
+        wanted: `PER_IMAGE` of those settings wait already, or `MAXIMUM` standbys in all.
 
         Once `record`'s container has exited, or has run a while: on a busy machine, making the
         next container while this one starts, runs and is removed slows all of that down.
@@ -337,13 +342,17 @@ class Containers:
         with suppress(NotFound):
             if not self.wait(record.id, timeout=STANDBY_FILL_DELAY).running:
                 time.sleep(STANDBY_FILL_SETTLE)
+        hostname = record.config.get("Hostname") or ""
+        own_hostname = "" if hostname == record.id[:12] else hostname
+        alike = [s for s in self.standbys.waiting(record.image) if self._as_standby(record, own_hostname, s)]
+        if len(alike) >= PER_IMAGE or len(self.standbys.all()) >= MAXIMUM:
+            return False
         image = self.images.get(record.image)
         parent = self.images.unpack(image)
         standby_id = secrets.token_hex(32)
-        hostname = record.config.get("Hostname") or ""
         stand_in = replace(
             record, id=standby_id, name="", created=_now(),
-            config={**record.config, "Hostname": standby_id[:12] if hostname == record.id[:12] else hostname},
+            config={**record.config, "Hostname": own_hostname or standby_id[:12]},
         )  # fmt: skip
         directory = self._dir(standby_id)
         directory.mkdir(mode=0o711)
@@ -360,8 +369,10 @@ class Containers:
             self._release_standby(standby_id)  # no monitor took it
             raise
         # A monitor that could not make it has released it and answered with the error.
-        if "monitor_pid" in answer:
-            self.standbys.add(Standby(standby_id, image.id, answer["monitor_pid"]))
+        if "monitor_pid" not in answer:
+            return False
+        self.standbys.add(Standby(standby_id, image.id, answer["monitor_pid"]))
+        return True
 
     def release_image_holders(self, timeout: float = 10.0) -> None:
         """Before images go: wait for auto-removed containers to be released, give up idle standbys.

@@ -15,7 +15,7 @@ On disk, `<containers root>/.standby/<id>` (the image and the monitor's pid, JSO
 the standby's monitor waits; its directory `<containers root>/<id>/` has no container.json until
 it is adopted. A standby lives `ttl` seconds, then its monitor releases it (one adopted by then
 stays a created container, started the usual way). Only starts asked to `keep_warm` (the Docker
-API's) leave them behind: `PER_IMAGE` an image, `MAXIMUM` in all. `release()` gives up those not
+API's) leave them behind: `PER_IMAGE` of an image and settings, `MAXIMUM` in all. `release()` gives up those not
 adopted (before images are removed, as they hold their layers), `drain()` all of them (at shutdown).
 """
 
@@ -36,7 +36,8 @@ from containers.engine.shim.monitor import STANDBY_INDEX
 
 logger = logging.getLogger(__name__)
 
-# Standbys in all, and of one image: two, so that back-to-back runs find one while the next is made.
+# Standbys in all, and of one image and settings: two, so that back-to-back runs find one while the
+# next is made.
 MAXIMUM = 4
 PER_IMAGE = 2
 
@@ -61,7 +62,7 @@ class Standbys:
         self._release_orphan = release_orphan
         self._lock = threading.Lock()
         self._filling: set[str] = set()
-        self._requests: queue.Queue[tuple[str, Callable[[], None]]] = queue.Queue()
+        self._requests: queue.Queue[tuple[str, Callable[[], bool]]] = queue.Queue()
         self._filler: threading.Thread | None = None
         self._drained = False
 
@@ -125,8 +126,8 @@ class Standbys:
         for standby in self.all():
             self.abort(standby.id)
 
-    def fill_in_background(self, image: str, fill: Callable[[], None]) -> None:
-        """Have the filler thread call `fill` (make a standby of `image`) until `PER_IMAGE` of them wait.
+    def fill_in_background(self, image: str, fill: Callable[[], bool]) -> None:
+        """Have the filler thread call `fill` (make a standby of `image`) until it makes none.
 
         One thread for all, started once: starting a thread takes a while on a busy interpreter,
         and each `docker run`'s start would wait for it.
@@ -149,10 +150,10 @@ class Standbys:
             finally:
                 self._requests.task_done()
 
-    def _fill(self, image: str, fill: Callable[[], None]) -> None:
+    def _fill(self, image: str, fill: Callable[[], bool]) -> None:
         try:
-            while len(self.waiting(image)) < PER_IMAGE and len(self.all()) < MAXIMUM:
-                fill()
+            while fill():
+                pass
         except Exception:  # a standby is an optimisation: the next run is made on the spot instead
             logger.exception("could not make a standby container of %s", image)
         finally:

@@ -113,6 +113,18 @@ def test_other_settings_are_not_adopted_and_the_standby_waits_on(engine: Engine)
     assert sorted(engine.containers.standbys.waiting(standbys[0].image), key=str) == sorted(standbys, key=str)
 
 
+def test_runs_with_other_settings_get_standbys_of_their_own(engine: Engine) -> None:
+    _run(engine, _config(["true"]), keep_warm=True)
+    plain = {s.id for s in _standbys(engine)}
+    image = engine.images.get("busybox").id
+    _run(engine, _config(["true"], User="1000"), keep_warm=True)
+    wait_for(lambda: len(engine.containers.standbys.waiting(image)) == 2 * PER_IMAGE, 10, "standbys of both kinds")
+    made_for_user = {s.id for s in engine.containers.standbys.waiting(image)} - plain
+    record, code, out = _run(engine, _config(["id", "-u"], User="1000"))
+    assert record.id in made_for_user, "a run with -u takes a standby made for -u, though others of the image wait"
+    assert (code, out) == (0, "1000\n")
+
+
 def test_capabilities_are_those_the_standby_was_made_with(engine: Engine) -> None:
     net_admin = {"CapAdd": ["NET_ADMIN"]}
     _run(engine, _config(["true"]), net_admin, keep_warm=True)
