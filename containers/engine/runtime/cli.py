@@ -26,6 +26,7 @@ from containers.engine.errors import EngineError
 from containers.engine.linux.syscalls import set_child_subreaper
 from containers.engine.runtime import sync
 from containers.engine.runtime.container import NativeRuntime, load_spec
+from containers.engine.runtime.state import reap_exited
 
 DEFAULT_ROOT = "/run/webengine/runtime"
 
@@ -265,16 +266,11 @@ def _write_all(fd: int, data: bytes) -> None:
 def _reap(pid: int) -> int | None:
     """Reap every exited child (we are a subreaper); return `pid`'s status once it has exited."""
     result = None
-    while True:
-        try:
-            child, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return result
-        if child == 0:
-            return result
+    for child, status in reap_exited():
         if child == pid:
             result = os.waitstatus_to_exitcode(status)
             result = 128 - result if result < 0 else result
+    return result
 
 
 if __name__ == "__main__":

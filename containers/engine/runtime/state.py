@@ -6,6 +6,7 @@ import enum
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,15 @@ def wait_exited(pid: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while process_running(pid) and time.monotonic() < deadline:
         time.sleep(0.002)
+
+
+def reap_exited() -> Iterator[tuple[int, int]]:
+    """Reap every child that has exited, without waiting for the others; yield each (pid, wait status)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status

@@ -42,6 +42,7 @@ from containers.engine.runtime import sync
 from containers.engine.runtime.cgroups import new_manager
 from containers.engine.runtime.container import NativeRuntime
 from containers.engine.runtime.oci import new_runtime
+from containers.engine.runtime.state import reap_exited
 from containers.engine.shim import protocol
 from containers.engine.shim.logfile import LogWriter, format_time, parse_time
 from containers.engine.shim.paths import short_path
@@ -206,6 +207,14 @@ class Client:
             self.monitor.sel.unregister(self.conn)
             self.conn.close()
         self.monitor.clients.discard(self)
+
+
+def _drain(wake: int) -> None:
+    """Empty the signal wake-up pipe (signal.set_wakeup_fd), which only says that a signal came."""
+    try:
+        os.read(wake, 512)
+    except BlockingIOError:
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -441,19 +450,8 @@ class Monitor:
 
     def _standby_died(self, wake: int) -> bool:
         """Reap what exited while standing by; return whether it was the container's init."""
-        try:
-            os.read(wake, 512)
-        except BlockingIOError:
-            pass
-        died = False
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return died
-            if pid == 0:
-                return died
-            died = died or pid == self.status.pid
+        _drain(wake)
+        return self.status.pid in [pid for pid, _ in reap_exited()]
 
     def _go(self, request: dict[str, Any]) -> None:
         """Become the monitor of the container `request` describes, and start its process."""
@@ -543,17 +541,8 @@ class Monitor:
             self.stdin_w = None
 
     def _on_signal(self, fd: int, events: int) -> None:
-        try:
-            os.read(fd, 512)
-        except BlockingIOError:
-            pass
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        _drain(fd)
+        for pid, status in reap_exited():
             if pid == self.status.pid and self.exit_status is None:
                 self.exit_status = status
                 self._maybe_finish()
