@@ -200,23 +200,10 @@ def _audited(attempt: _Attempt | None, run: Callable[[], Reply], progress: bool 
     elif isinstance(reply, Response):
         # Recorded right after the answer, on the request's thread (see `Response.then`): a crash
         # between the change and its record loses the record either way; `docker run` need not wait.
-        reply.then = _then_both(reply.then, partial(attempt.record, AuditOutcome.SUCCESS))
+        reply.then = partial(attempt.record, AuditOutcome.SUCCESS)
     else:
         attempt.record(AuditOutcome.SUCCESS)
     return reply
-
-
-def _then_both(first: Callable[[], object] | None, second: Callable[[], object]) -> Callable[[], object]:
-    if first is None:
-        return second
-
-    def both() -> None:
-        try:
-            first()
-        finally:
-            second()
-
-    return both
 
 
 def _recorded_at_end(chunks: Generator[bytes, None, None], attempt: _Attempt) -> Generator[bytes, None, None]:

@@ -310,8 +310,8 @@ class Containers:
     def _adopt(self, record: Record, hostname: str) -> Record | None:
         """Return `record` as a waiting standby of its image whose spec it would have; None if none fits.
 
-        Compared: the whole spec but for the process, which `go` brings (see standby.py). Called
-        with the containers' lock held, as monitors releasing standbys take it too.
+        Compared: the whole spec but for the process's own parts, which `go` brings (see
+        standby.py). Called with the containers' lock held, as monitors releasing standbys take it too.
         """
         if not _warmable(record):
             return None
