@@ -127,7 +127,7 @@ class Standbys:
             self.abort(standby.id)
 
     def fill_in_background(self, image: str, fill: Callable[[], bool]) -> None:
-        """Have the filler thread call `fill` (make a standby of `image`) until it makes none.
+        """Have the filler thread call `fill` (make a standby of `image`) until it makes none (see `_fill`).
 
         One thread for all, started once: starting a thread takes a while on a busy interpreter,
         and each `docker run`'s start would wait for it.
@@ -151,9 +151,12 @@ class Standbys:
                 self._requests.task_done()
 
     def _fill(self, image: str, fill: Callable[[], bool]) -> None:
+        """Call `fill` until it makes none, PER_IMAGE times at most: a standby that dies as soon as it
+        is made (its init killed, out of memory) no longer counts, and must not have the next made forever."""
         try:
-            while fill():
-                pass
+            for _ in range(PER_IMAGE):
+                if not fill():
+                    break
         except Exception:  # a standby is an optimisation: the next run is made on the spot instead
             logger.exception("could not make a standby container of %s", image)
         finally:

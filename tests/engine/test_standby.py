@@ -23,7 +23,7 @@ from containers.engine.lifecycle import STANDBY_FILL_DELAY, Record
 from containers.engine.runtime.state import process_start_time
 from containers.engine.shim import client as shim_client
 from containers.engine.shim.logfile import read_log
-from containers.engine.standby import PER_IMAGE, Standby
+from containers.engine.standby import PER_IMAGE, Standby, Standbys
 from tests.engine.conftest import busybox_engine
 from tests.servers import wait_for
 
@@ -192,6 +192,20 @@ def test_draining_gives_up_every_standby(engine: Engine) -> None:
     _run(engine, _config(["true"]), keep_warm=True)
     time.sleep(STANDBY_FILL_DELAY + 0.3)
     assert engine.containers.standbys.all() == [], "a server that is stopping makes no more"
+
+
+def test_standbys_that_die_as_soon_as_they_are_made_are_not_made_again_and_again(state_root: Path) -> None:
+    # The seam: a fill that made a standby each time (True), which was gone before the next look.
+    standbys = Standbys(state_root / "containers", ttl=60.0, release_orphan=lambda _: None)
+    made: list[int] = []
+
+    def fill() -> bool:
+        made.append(1)
+        return len(made) < 10  # ends an endless fill, for the assertion to tell
+
+    standbys.fill_in_background("busybox", fill)
+    standbys.release()  # once the fill is over
+    assert len(made) == PER_IMAGE, "as many as a run may leave behind, then the next run's turn"
 
 
 def test_a_standby_whose_monitor_was_killed_is_released_all_the_same(engine: Engine) -> None:
