@@ -275,7 +275,9 @@ class Containers:
             )  # fmt: skip
             adopted = self._adopt(record, config.get("Hostname") or "")
             if adopted is not None:
-                record = adopted
+                record, spec = adopted
+                # Its spec as start hands it over (`_go`): what the adoption derived, not derived again.
+                (self._dir(record.id) / "config.json").write_text(json.dumps(spec))
                 self.snapshotter.update_labels(record.id, {IMAGE_LABEL: image.id})
                 self._save(record)
             else:
@@ -307,8 +309,9 @@ class Containers:
             if candidate not in taken:
                 return candidate
 
-    def _adopt(self, record: Record, hostname: str) -> Record | None:
-        """Return `record` as a waiting standby of its image whose spec it would have; None if none fits.
+    def _adopt(self, record: Record, hostname: str) -> tuple[Record, dict[str, Any]] | None:
+        """Return `record` as a waiting standby of its image whose spec it would have, and that spec;
+        None if none fits.
 
         Compared: the whole spec but for the process's own parts, which `go` brings (see
         standby.py). Called with the containers' lock held, as monitors releasing standbys take it too.
@@ -316,12 +319,13 @@ class Containers:
         if not _warmable(record):
             return None
         for standby in self.standbys.waiting(record.image):
-            if (candidate := self._as_standby(record, hostname, standby)) is not None:
-                return candidate
+            if (adopted := self._as_standby(record, hostname, standby)) is not None:
+                return adopted
         return None
 
-    def _as_standby(self, record: Record, hostname: str, standby: Standby) -> Record | None:
-        """Return `record` as `standby` if its spec would be the standby's, the process's own parts aside."""
+    def _as_standby(self, record: Record, hostname: str, standby: Standby) -> tuple[Record, dict[str, Any]] | None:
+        """Return `record` as `standby`, and its spec, if that spec would be the standby's, the process's
+        own parts aside."""
         config = {**record.config, "Hostname": hostname or standby.id[:12]}
         candidate = replace(record, id=standby.id, config=config)
         directory = self._dir(standby.id)
@@ -330,7 +334,7 @@ class Containers:
             wanted = self._spec(candidate, str(directory / "rootfs"))
         except (OSError, ValueError, EngineError):
             return None
-        return candidate if _shape(wanted) == _shape(made) else None
+        return (candidate, wanted) if _shape(wanted) == _shape(made) else None
 
     def _fill_standby(self, record: Record) -> bool:
         """Make a standby of `record`'s image with its settings (see standby.py); False if none is
@@ -469,8 +473,7 @@ class Containers:
         if standby is None:
             return None
         directory = self._dir(record.id)
-        spec = self._spec(record, str(directory / "rootfs"))
-        (directory / "config.json").write_text(json.dumps(spec))
+        spec = json.loads((directory / "config.json").read_text())  # written as create adopted it
         message = {
             "op": "go", "config": asdict(self._monitor_config(record)), "process": spec["process"], "attach": attach,
         }  # fmt: skip
