@@ -473,9 +473,10 @@ def wait_container(request: Request) -> Reply:
     initial = containers.state(record.id)
 
     def body() -> Generator[bytes, None, None]:
-        answer = _wait_for(record.id, condition, initial, seen, since_ns, request.disconnected)
-        if answer is not None:
-            yield json.dumps(answer).encode() + b"\n"
+        with ACTIVITY.waiting(record.id):
+            answer = _wait_for(record.id, condition, initial, seen, since_ns, request.disconnected)
+            if answer is not None:
+                yield json.dumps(answer).encode() + b"\n"
 
     return Streamed(body())
 

@@ -51,7 +51,7 @@ from containers.accounts import Target
 from containers.choices import AuditOutcome, AuditSource, Role
 from containers.dockerapi.httpserver import ApiError, Reply, Request, Response, Streamed, json_response
 from containers.dockerapi.router import Handler, Route
-from containers.dockerapi.state import EXECS
+from containers.dockerapi.state import ACTIVITY, EXECS
 from containers.dockerapi.system_routes import container_counts
 from containers.engine.errors import AlreadyExists, ImageNotFound, InvalidArgument, NotFound
 from containers.engine.images.reference import Reference, parse_any_reference, parse_reference
@@ -198,9 +198,16 @@ def _audited(attempt: _Attempt | None, run: Callable[[], Reply], progress: bool 
     if isinstance(reply, Response) and reply.status >= 400:
         attempt.record(AuditOutcome.FAILED, error=reply.body.decode(errors="replace").strip())
     elif isinstance(reply, Response):
-        # Recorded right after the answer, on the request's thread (see `Response.then`): a crash
-        # between the change and its record loses the record either way; `docker run` need not wait.
-        reply.then = partial(attempt.record, AuditOutcome.SUCCESS)
+        # Recorded after the answer: a crash between the change and its record loses the record
+        # either way, and the client need not wait for the database. A container's change is
+        # recorded once its run's streams are done (`Activity.after_run`): a `docker run`'s create
+        # and start are answered while its attach and wait are under way, which a write on the
+        # request's thread would hold up (one interpreter runs all); others right after the answer.
+        record = partial(attempt.record, AuditOutcome.SUCCESS)
+        if attempt.target.type == "container" and attempt.target.id:
+            ACTIVITY.after_run(attempt.target.id, record, expect_attach=attempt.action == "container.create")
+        else:
+            reply.then = record
     else:
         attempt.record(AuditOutcome.SUCCESS)
     return reply

@@ -19,7 +19,8 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,7 @@ class Activity:
         self._generation = 0
         self._waiting: dict[str, list[PendingAttach]] = {}
         self._pipes: Counter[str] = Counter()
+        self._waits: Counter[str] = Counter()
         self._exit_codes: OrderedDict[str, int] = OrderedDict()
         self._after: list[_AfterRun] = []
         self._after_thread: threading.Thread | None = None
@@ -136,18 +138,34 @@ class Activity:
             self._generation += 1
             self._cond.notify_all()
 
+    @contextmanager
+    def waiting(self, container_id: str) -> Iterator[None]:
+        """Mark a wait on the container as under way (the after-run work waits for it too)."""
+        with self._cond:
+            self._waits[container_id] += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._waits[container_id] -= 1
+                if self._waits[container_id] <= 0:
+                    del self._waits[container_id]
+                self._cond.notify_all()
+
     def wait_pipes(self, container_id: str, timeout: float) -> None:
         """Wait until no pipe of the container runs, so that its output is out before the wait's answer."""
         with self._cond:
             self._cond.wait_for(lambda: container_id not in self._pipes, timeout)
 
     def after_run(self, container_id: str, work: Callable[[], object], expect_attach: bool = False) -> None:
-        """Have this server's after-run thread do `work` once the container's attach streams are
-        done (with `expect_attach`, once one has come and gone: a create's), or AFTER_RUN_S on.
+        """Have this server's after-run thread do `work` once the container's attach streams and
+        waits are done (with `expect_attach`, once one has come and gone: a create's), or
+        AFTER_RUN_S on.
 
-        For what the client need not wait for, the database's rows: a quick `docker run` is a
-        create, an attach, a wait and a start whose container exits within milliseconds, and
-        that work on the request threads would delay their answers (one interpreter runs all).
+        For what the client need not wait for, the database's rows and audit records: a quick
+        `docker run` is a create, an attach, a wait and a start whose container exits within
+        milliseconds, and that work on the request threads would delay their answers (one
+        interpreter runs all).
         """
         with self._cond:
             self._after.append(_AfterRun(container_id, work, expect_attach, time.monotonic() + AFTER_RUN_S))
@@ -171,7 +189,7 @@ class Activity:
     def _take_ready(self) -> list[_AfterRun]:
         now, ready, waiting = time.monotonic(), [], []
         for after in self._after:
-            attached = after.container_id in self._pipes
+            attached = after.container_id in self._pipes or after.container_id in self._waits
             after.attached = after.attached or attached
             done = not attached and (after.attached or not after.expect_attach)
             (ready if done or now >= after.deadline else waiting).append(after)

@@ -30,6 +30,17 @@ def test_work_after_a_run_waits_for_its_attach_to_come_and_go() -> None:
     assert seen == ["done"]
 
 
+def test_work_after_a_run_waits_for_its_wait_to_be_answered_too() -> None:
+    """A start's audit record: written once `docker run`'s wait has its answer, not while the answer is due."""
+    activity = Activity()
+    done, seen, work = _recorder()
+    with activity.waiting("f" * 64):
+        activity.after_run("f" * 64, work)
+        assert not done.wait(AFTER_RUN_S / 5), "not while the wait is under way"
+    assert done.wait(AFTER_RUN_S), "right after the wait's answer"
+    assert seen == ["done"]
+
+
 def test_work_after_a_run_is_done_at_once_without_an_attach_and_at_the_latest_after_a_moment() -> None:
     activity = Activity()
     started, _, start_work = _recorder()

@@ -79,7 +79,7 @@ def test_frames_carry_the_stream_and_a_big_endian_length() -> None:
 def test_the_work_after_an_answer_runs_once_it_is_out_and_a_failure_there_keeps_the_connection(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """`Response.then` (the row and audit record of a create): the client has its answer first."""
+    """`Response.then` (the audit record of a change to no container: a tag, ...): the client has its answer first."""
     client, server = socket.socketpair()
     answered = threading.Event()
     seen_by_then: list[bool] = []

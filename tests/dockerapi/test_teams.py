@@ -30,6 +30,7 @@ from django.core.exceptions import PermissionDenied
 from containers.permissions import Principal
 from containers.usecases import check_host_access
 from tests.dockerapi.conftest import ApiServer
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.requires("root", "overlayfs", "busybox")
 cli = pytest.mark.requires("docker-cli")
@@ -355,6 +356,8 @@ def test_the_unix_socket_is_a_site_admins_who_mounts_host_paths_and_is_named_in_
     )  # fmt: skip
 
     assert (shown.returncode, shown.stdout) == (0, "from the host\n"), shown.stderr
+    # A run's records are written once its answers are out (dockerapi/state.py, `Activity.after_run`).
+    wait_for(lambda: bool(_audit(api, action="container.start", target_name="site-admin-run")), 5, "the records")
     (created,) = _audit(api, action="container.create", target_name="site-admin-run")
     assert (created["username"], created["user_id"], created["address"], created["team"]) == ("root", None, None, None)
 
