@@ -28,13 +28,14 @@ from typing import Any
 
 from containers.engine.runtime import seccomp
 from containers.engine.runtime.capabilities import DEFAULT_CAPABILITIES
-from containers.engine.runtime.cgroups import favor_dynamic_modifications
+from containers.engine.runtime.cgroups import favor_dynamic_modifications, look_up_hierarchies
 from containers.engine.shim.monitor import Config, Monitor, _read_request, _reply
 
 
 def _preload() -> None:
     """Do once here what every container start would otherwise repeat."""
     favor_dynamic_modifications()
+    look_up_hierarchies()
     try:
         seccomp.compile_filter(seccomp.docker_default(DEFAULT_CAPABILITIES))
     except Exception:  # noqa: BLE001 - a missing profile is reported when a container asks for it

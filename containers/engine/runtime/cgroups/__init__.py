@@ -15,6 +15,7 @@ from .manager import (
     Stats,
     cgroup_version,
     favor_dynamic_modifications,
+    look_up_hierarchies,
     new_manager,
     remove_parent_if_empty,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Stats",
     "cgroup_version",
     "favor_dynamic_modifications",
+    "look_up_hierarchies",
     "new_manager",
     "remove_parent_if_empty",
 ]
