@@ -44,6 +44,7 @@ from containers.engine.runtime.state import Status as RuntimeStatus
 from containers.engine.runtime.state import process_running, wait_exited
 from containers.engine.runtime.user import resolve_user
 from containers.engine.shim import client as shim_client
+from containers.engine.shim import protocol as shim_protocol
 from containers.engine.shim.client import ShimServer
 from containers.engine.shim.logfile import format_time
 from containers.engine.shim.monitor import MANUAL_STOP, REMOVING_INDEX
@@ -636,7 +637,7 @@ class Containers:
             try:
                 _, sock = shim_client.request(socket_path, {"op": "wait"}, timeout=remaining)
                 with sock:
-                    answer = shim_client.read_line(sock)
+                    answer = shim_protocol.read_line(sock)
             except (OSError, ValueError, ConnectionError):
                 # Starting, or gone with its container (`state` then says so): look again soon.
                 time.sleep(0.002)

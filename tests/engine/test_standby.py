@@ -22,6 +22,7 @@ from containers.engine.errors import FailedPrecondition, NotFound
 from containers.engine.lifecycle import STANDBY_FILL_DELAY, Record
 from containers.engine.runtime.state import process_start_time
 from containers.engine.shim import client as shim_client
+from containers.engine.shim import protocol as shim_protocol
 from containers.engine.shim.logfile import read_log
 from containers.engine.standby import PER_IMAGE, Standby, Standbys
 from tests.engine.conftest import busybox_engine
@@ -252,7 +253,7 @@ def test_a_wait_that_comes_after_a_removed_containers_exit_is_answered_before_it
         with pytest.raises((OSError, ValueError)):
             _, sock = shim_client.request(directory / "monitor.sock", {"op": "wait"}, timeout=5)
             with sock:
-                shim_client.read_line(sock)
+                shim_protocol.read_line(sock)
         assert time.monotonic() - started < 1, "told at once that the monitor takes no more waiters"
     finally:
         os.close(lock)

@@ -29,20 +29,10 @@ def request(path: Path, message: dict[str, Any], timeout: float | None = 30.0) -
         with short_path(path) as name:
             sock.connect(name)
         sock.sendall(json.dumps(message).encode() + b"\n")
-        return read_line(sock), sock
+        return protocol.read_line(sock), sock
     except BaseException:
         sock.close()
         raise
-
-
-def read_line(sock: socket.socket) -> dict[str, Any]:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            raise ConnectionError("connection closed before a reply")
-        data += chunk
-    return json.loads(data)
 
 
 class ShimServer:

@@ -411,7 +411,7 @@ class Monitor:
             client, _ = listener.accept()
             try:
                 client.settimeout(2.0)
-                request = _read_request(client)
+                request = protocol.read_line(client)
             except (OSError, ValueError):
                 client.close()
                 continue
@@ -666,7 +666,7 @@ class Monitor:
         conn, _ = listener.accept()
         conn.settimeout(2.0)
         try:
-            request = _read_request(conn)
+            request = protocol.read_line(conn)
         except (OSError, ValueError):
             conn.close()
             return
@@ -844,20 +844,6 @@ def _exit_code_for(err: BaseException) -> int:
 
 def _seconds(rfc3339: str) -> float:
     return parse_time(rfc3339) / 1e9
-
-
-def _read_request(conn: socket.socket) -> dict[str, Any]:
-    """Read the request line and nothing after it: frames that follow belong to the stream."""
-    while True:
-        peeked = conn.recv(65536, socket.MSG_PEEK)
-        if not peeked:
-            raise ValueError("connection closed before a request")
-        end = peeked.find(b"\n")
-        if end >= 0:
-            return json.loads(conn.recv(end + 1))
-        if len(peeked) >= 65536:
-            raise ValueError("request line too long")
-        time.sleep(0.001)
 
 
 def _reply(conn: socket.socket, message: dict[str, Any]) -> None:

@@ -10,11 +10,32 @@ terminal is closed, or its stdin); the monitor sends STDOUT, STDERR and, last, E
 from __future__ import annotations
 
 import json
+import socket
 import struct
 from typing import Any
 
 STDIN, STDOUT, STDERR, RESIZE, CLOSE_STDIN, EXIT, ERROR, HANGUP = range(8)
 _HEADER = struct.Struct(">BI")
+MAX_LINE = 1 << 20
+
+
+def read_line(sock: socket.socket) -> dict[str, Any]:
+    """Read one JSON line (a request, a reply) and nothing after it: frames that follow belong to a stream.
+
+    Peeks, then takes exactly the line: one or two system calls, where reading a byte at a time
+    took one a byte.
+    """
+    data = b""
+    while True:
+        peeked = sock.recv(65536, socket.MSG_PEEK)
+        if not peeked:
+            raise ConnectionError("connection closed before a whole line")
+        end = peeked.find(b"\n")
+        data += sock.recv(end + 1 if end >= 0 else len(peeked))
+        if end >= 0:
+            return json.loads(data)
+        if len(data) > MAX_LINE:
+            raise ValueError("line too long")
 
 
 def pack(kind: int, payload: bytes = b"") -> bytes:

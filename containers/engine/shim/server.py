@@ -29,7 +29,8 @@ from typing import Any
 from containers.engine.runtime import seccomp
 from containers.engine.runtime.capabilities import DEFAULT_CAPABILITIES
 from containers.engine.runtime.cgroups import favor_dynamic_modifications, look_up_hierarchies
-from containers.engine.shim.monitor import Config, Monitor, _read_request, _reply
+from containers.engine.shim import protocol
+from containers.engine.shim.monitor import Config, Monitor, _reply
 
 
 def _preload() -> None:
@@ -79,7 +80,7 @@ def serve(path: Path) -> None:
         with conn:
             try:
                 conn.settimeout(5)
-                request = _read_request(conn)
+                request = protocol.read_line(conn)
             except (OSError, ValueError):
                 continue
             op = request.get("op")
