@@ -338,16 +338,16 @@ class Containers:
             return None
         return (candidate, wanted) if _shape(wanted) == _shape(made) else None
 
-    def _fill_standby(self, record: Record) -> bool:
+    def _fill_standby(self, record: Record, pid: int | None) -> bool:
         """Make a standby of `record`'s image with its settings (see standby.py); False if none is
         wanted: `PER_IMAGE` of those settings wait already, or `MAXIMUM` standbys in all.
 
         Once `record`'s container has exited, or has run a while: on a busy machine, making the
         next container while this one starts, runs and is removed slows all of that down.
         """
-        with suppress(NotFound):
-            if not self.wait(record.id, timeout=STANDBY_FILL_DELAY).running:
-                time.sleep(STANDBY_FILL_SETTLE)
+        # `pid`, the container's process (None: it did not start), is watched, not its monitor asked.
+        if pid is None or wait_exited(pid, STANDBY_FILL_DELAY):
+            time.sleep(STANDBY_FILL_SETTLE)
         hostname = record.config.get("Hostname") or ""
         own_hostname = "" if hostname == record.id[:12] else hostname
         alike = [s for s in self.standbys.waiting(record.image) if self._as_standby(record, own_hostname, s)]
@@ -462,7 +462,8 @@ class Containers:
         if answer is None:
             answer = self._spawn(record, attach)
         if keep_warm and _warmable(record):
-            self.standbys.fill_in_background(record.image, partial(self._fill_standby, record))
+            reply = answer.reply if isinstance(answer, shim_client.Stream) else answer
+            self.standbys.fill_in_background(record.image, partial(self._fill_standby, record, reply.get("pid")))
         if isinstance(answer, shim_client.Stream):
             return answer
         if "error" in answer:

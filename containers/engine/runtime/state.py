@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-import time
+import select
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,11 +97,21 @@ def process_running(pid: int) -> bool:
     return process_start_time(pid) is not None
 
 
-def wait_exited(pid: int, timeout: float = 5.0) -> None:
-    """Wait until `pid`, a process that is not our child (a monitor), has exited, or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while process_running(pid) and time.monotonic() < deadline:
-        time.sleep(0.002)
+def wait_exited(pid: int, timeout: float = 5.0) -> bool:
+    """Wait until `pid`, a process that is not our child (a monitor, a container's init), has exited,
+    or `timeout` passes; return whether it has.
+
+    A pidfd (pidfd_open(2)) is readable once its process has exited: no polling.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return bool(readable)
 
 
 def reap_exited() -> Iterator[tuple[int, int]]:
