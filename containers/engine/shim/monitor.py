@@ -252,6 +252,8 @@ class Monitor:
         self.stdin_w: int | None = None
         self.master: int | None = None
         self.pending_outputs: list[tuple[int, str]] = []
+        # The container's cgroup, as its create made it (read for the OOM verdict at its exit).
+        self.cgroup = ""
         self.removing = False
         self.exit_status: int | None = None
         self.done = False
@@ -354,10 +356,10 @@ class Monitor:
                 # Standbys are made only over the native runtime (see containers/engine/standby.py).
                 native = cast(NativeRuntime, self.runtime)
                 state = native.create(cfg.id, Path(cfg.bundle), stdio=stdio, console_socket=theirs, deferred=True)
-                return {"pid": state.pid}
+                return {"pid": state.pid, "cgroup": state.cgroup}
             state = self.runtime.create(cfg.id, Path(cfg.bundle), stdio=stdio, console_socket=theirs)
             self.runtime.start(cfg.id)
-            return {"pid": state.pid}
+            return {"pid": state.pid, "cgroup": state.cgroup}
 
         # In the monitor itself, as every runtime step (exec, delete): the pages they touch are
         # copied away from the shim server's and stay for the container's life, about 1.2 MiB a
@@ -381,7 +383,7 @@ class Monitor:
             self.pending_outputs = [(self.master, "stdout")]
         else:
             self.pending_outputs = [(out_r, "stdout"), (err_r, "stderr")]
-        self.status.pid = answer["pid"]
+        self.status.pid, self.cgroup = answer["pid"], answer["cgroup"]
         if not deferred:
             self._running()
 
@@ -541,7 +543,7 @@ class Monitor:
         self.removing = self.config.auto_remove and not restart
 
         def finish() -> dict[str, Any]:
-            self.status.oom_killed = new_manager(self.runtime.state(self.config.id).cgroup).oom_kills() > 0
+            self.status.oom_killed = new_manager(self.cgroup).oom_kills() > 0
             if self.removing:
                 self._forget()
                 return {"oom_killed": self.status.oom_killed}
