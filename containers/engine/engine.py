@@ -20,6 +20,7 @@ class Engine:
         self.images = ImageStore(
             config, self.content, self.snapshotter, is_running=self._is_running,
             before_remove=lambda: self.containers.release_image_holders(),
+            is_container=lambda key: not self.containers.standbys.unadopted(key),
         )  # fmt: skip
         self.containers = Containers(config, self.images, self.snapshotter)
 

@@ -54,8 +54,6 @@ from containers.engine.snapshots.mount import is_mounted, mount_all, unmount
 from containers.engine.standby import MAXIMUM, PER_IMAGE, Standby, Standbys
 
 IMAGE_LABEL = "webengine.image"
-# A standby's snapshot: not yet any container's, so not one of its image's users (see standby.py).
-STANDBY_LABEL = "webengine.standby-of"
 # Seconds a started container may run before the standby made after it is, and seconds after its
 # exit, for its waiters to be answered first (see `_fill_standby`).
 STANDBY_FILL_DELAY = 0.2
@@ -280,7 +278,6 @@ class Containers:
                 record, spec = adopted
                 # Its spec as start hands it over (`_go`): what the adoption derived, not derived again.
                 (self._dir(record.id) / "config.json").write_text(json.dumps(spec))
-                self.snapshotter.update_labels(record.id, {IMAGE_LABEL: image.id})
                 self._save(record)
             else:
                 record.id = secrets.token_hex(32)
@@ -363,7 +360,8 @@ class Containers:
         directory = self._dir(standby_id)
         directory.mkdir(mode=0o711)
         try:
-            self.snapshotter.prepare(standby_id, parent, labels={STANDBY_LABEL: image.id})
+            # Labelled as a container's: its adoption then changes nothing in the snapshots' metadata.
+            self.snapshotter.prepare(standby_id, parent, labels={IMAGE_LABEL: image.id})
             rootfs = directory / "rootfs"
             rootfs.mkdir()
             mount_all(self.snapshotter.mounts(standby_id), rootfs)

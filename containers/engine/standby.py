@@ -88,6 +88,10 @@ class Standbys:
     def _adopted(self, container_id: str) -> bool:
         return (self.root / container_id / "container.json").exists()
 
+    def unadopted(self, container_id: str) -> bool:
+        """Whether `container_id` is a standby that no create has adopted (yet)."""
+        return self.get(container_id) is not None and not self._adopted(container_id)
+
     def add(self, standby: Standby) -> None:
         self.index.mkdir(mode=0o700, exist_ok=True)
         tmp = self.index / f".{standby.id}.tmp"

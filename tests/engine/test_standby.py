@@ -18,7 +18,7 @@ import pytest
 
 from containers.engine import container_fs
 from containers.engine.engine import Engine
-from containers.engine.errors import FailedPrecondition, NotFound
+from containers.engine.errors import FailedPrecondition, ImageInUse, NotFound
 from containers.engine.lifecycle import STANDBY_FILL_DELAY, Record
 from containers.engine.runtime.state import process_start_time
 from containers.engine.shim import client as shim_client
@@ -172,6 +172,21 @@ def test_an_image_with_a_standby_can_still_be_removed(engine: Engine) -> None:
     removed = engine.images.remove("busybox")
     assert {"Deleted": standbys[0].image} in removed, "no standby holds the image back"
     assert all(_gone(engine, s) for s in standbys)
+
+
+def test_a_standby_is_no_container_of_its_image_until_a_create_adopts_it(engine: Engine) -> None:
+    def containers_of_busybox() -> int:
+        (usage,) = [u for u in engine.images.usage().images if u.id == engine.images.get("busybox").id]
+        return usage.containers
+
+    _run(engine, _config(["true"]), keep_warm=True)
+    _standbys(engine)
+    assert containers_of_busybox() == 1, "docker system df counts the run's container, not the standbys"
+    adopted = engine.containers.create(_config(["true"]), {})
+    assert containers_of_busybox() == 2
+    with pytest.raises(ImageInUse):
+        engine.images.remove("busybox")  # as for any created container that uses it
+    engine.containers.remove(adopted.id)
 
 
 def test_a_standby_nobody_adopts_is_released_when_its_time_is_up(state_root: Path) -> None:

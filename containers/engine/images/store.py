@@ -208,9 +208,12 @@ class ImageStore:
         snapshotter: Snapshotter,
         is_running: Callable[[str], bool] | None = None,
         before_remove: Callable[[], None] | None = None,
+        is_container: Callable[[str], bool] | None = None,
     ) -> None:
         """`is_running(container_id)` tells running users from stopped ones; `before_remove()`
-        runs before images or layers are removed (the engine releases its standby containers).
+        runs before images or layers are removed (the engine releases its standby containers);
+        `is_container(key)` tells an active snapshot of a container from one of a standby nobody
+        adopted, which uses its image too but is no container (docker system df does not count it).
         """
         self.content = content
         self.snapshotter = snapshotter
@@ -220,6 +223,7 @@ class ImageStore:
         self._lock = self._root / "lock"
         self._is_running = is_running or (lambda _container: True)
         self._before_remove = before_remove or (lambda: None)
+        self._is_container = is_container or (lambda _key: True)
         self._parsed: dict[str, Any] = {}
 
     # Reading
@@ -543,7 +547,7 @@ class ImageStore:
         return {
             s.name: s.labels[IMAGE_LABEL]
             for s in self.snapshotter.walk()
-            if s.kind == Kind.ACTIVE and IMAGE_LABEL in s.labels
+            if s.kind == Kind.ACTIVE and IMAGE_LABEL in s.labels and self._is_container(s.name)
         }
 
     def _untag_for_remove(self, meta: _Meta, image: str, text: str, users: list[_User], force: bool,

@@ -105,10 +105,6 @@ class Snapshotter(Protocol):
         """
         ...
 
-    def update_labels(self, key: str, labels: Mapping[str, str]) -> None:
-        """Replace the labels of the snapshot `key` (containerd's Update of labels); raise SnapshotNotFound."""
-        ...
-
     def remove(self, key: str) -> None:
         """Remove the snapshot `key` (active, view or committed) and its files.
 

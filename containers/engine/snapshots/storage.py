@@ -96,12 +96,8 @@ class Transaction:
         self.records[key] = record
         return record
 
-    def save(self, sync: bool = True) -> None:
-        """Write the records back atomically: a temporary file, fsync(2), then rename(2) over the old one.
-
-        Without `sync`, no fsync: the rename still shows the old file or the new one, never a part,
-        but a power cut may bring the old one back (fine for labels, not for snapshots' existence).
-        """
+    def save(self) -> None:
+        """Write the records back atomically: a temporary file, fsync(2), then rename(2) over the old one."""
         if not self._writable:
             raise RuntimeError("a read-only snapshot metadata transaction cannot save")
         # Every container's create and removal rewrites this file: compact, and without asdict's deep copies.
@@ -110,11 +106,8 @@ class Transaction:
         with open(tmp, "w") as f:
             json.dump({"next_id": self._next_id, "snapshots": snapshots}, f, separators=(",", ":"))
             f.flush()
-            if sync:
-                os.fsync(f.fileno())
+            os.fsync(f.fileno())
         os.replace(tmp, self._path)
-        if not sync:
-            return
         directory = os.open(self._path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(directory)
@@ -206,12 +199,6 @@ class DirectorySnapshotter(abc.ABC):
             record.created = time.time()
             tx.records[name] = record
             tx.save()
-
-    def update_labels(self, key: str, labels: Mapping[str, str]) -> None:
-        """Replace the labels of the snapshot `key` (without fsync: see `Transaction.save`)."""
-        with self._store.transaction(writable=True) as tx:
-            tx.get(key).labels = dict(labels)
-            tx.save(sync=False)
 
     def remove(self, key: str) -> None:
         """Remove the snapshot `key` and its files; refuse while it has children."""
