@@ -33,7 +33,7 @@ from containers.engine.errors import (
     InvalidArgument,
     NotFound,
 )
-from containers.engine.images.store import Image, ImageStore
+from containers.engine.images.store import IMAGE_LABEL, Image, ImageStore
 from containers.engine.runtime import capabilities as caps
 from containers.engine.runtime import seccomp
 from containers.engine.runtime import spec as oci
@@ -53,7 +53,6 @@ from containers.engine.snapshots.base import Snapshotter
 from containers.engine.snapshots.mount import is_mounted, mount_all, unmount
 from containers.engine.standby import MAXIMUM, PER_IMAGE, Standby, Standbys
 
-IMAGE_LABEL = "webengine.image"
 # Seconds a started container may run before the standby made after it is, and seconds after its
 # exit, for its waiters to be answered first (see `_fill_standby`).
 STANDBY_FILL_DELAY = 0.2
@@ -200,7 +199,7 @@ class Containers:
     def _save(self, record: Record) -> None:
         path = self._dir(record.id) / "container.json"
         tmp = path.with_suffix(".tmp")
-        # vars, not asdict: asdict deep-copies the config's dicts first, about 2 ms of a create here.
+        # vars, not asdict: asdict deep-copies the config first (0.24 ms against 0.02 for a busybox record).
         tmp.write_text(json.dumps(vars(record)))
         os.replace(tmp, path)
 

@@ -67,7 +67,7 @@ from containers.engine.snapshots.base import Kind, Snapshotter
 from containers.engine.snapshots.unpack import Layer, chain_ids, unpack
 
 IMAGE_LABEL = "webengine.image"
-"""Snapshot label naming the image a container's active snapshot was prepared from."""
+"""Snapshot label naming the image a container's (or a standby's) active snapshot was prepared from."""
 
 EXTRACT_PREFIX = "extract-"
 """Key prefix of the active snapshots that the unpacker uses while it applies a layer."""
