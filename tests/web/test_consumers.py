@@ -14,6 +14,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
+from django.db import OperationalError
 from django.test import TransactionTestCase
 
 from containers import accounts, live, services, tasks
@@ -383,9 +384,15 @@ class ContainerEventsTests(TransactionTestCase):
         self.follow_events()
         engine_create = services.engine().containers.create
 
+        def row_written(pk: str) -> bool:
+            try:
+                return Container.objects.filter(pk=pk).exists()
+            except OperationalError:  # the follower is writing it: the test database locks the table meanwhile
+                return False
+
         def create_heard_by_the_follower(*args: object) -> object:
             record = engine_create(*args)
-            wait_for(lambda: Container.objects.filter(pk=record.id).exists(), 5, "the follower to write the row")
+            wait_for(lambda: row_written(record.id), 5, "the follower to write the row")
             return record
 
         with mock.patch.object(services.engine().containers, "create", create_heard_by_the_follower):
