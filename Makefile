@@ -28,11 +28,11 @@ lint: install
 # not the package and its Go dependencies); the runtime reads it from the venv.
 SECCOMP := $(VENV)/share/webengine/seccomp/default.json
 
-# The standby containers' last step (containers/engine/runtime/standby_exec.c): static, as it runs
-# inside the container's root; without it the engine keeps no standbys.
-STANDBY_EXEC := $(VENV)/libexec/webengine/standby-exec
+# The native runtime's container init (containers/engine/runtime/init.c): static, as a standby's
+# init stays in the container's root, waiting for its process.
+INIT := $(VENV)/libexec/webengine/webengine-init
 
-install: debs $(STAMP) $(SECCOMP) $(STANDBY_EXEC) $(NODE_STAMP)
+install: debs $(STAMP) $(SECCOMP) $(INIT) $(NODE_STAMP)
 
 define install_debs
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -62,7 +62,7 @@ $(SECCOMP): | $(STAMP)
 	dpkg-deb --fsys-tarfile golang-github-docker-docker-dev_*.deb | tar -x ./usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json; \
 	mkdir -p $(CURDIR)/$(dir $@); cp usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json $(CURDIR)/$@
 
-$(STANDBY_EXEC): containers/engine/runtime/standby_exec.c | $(STAMP)
+$(INIT): containers/engine/runtime/init.c | $(STAMP)
 	mkdir -p $(dir $@)
 	cc -O2 -Wall -Wextra -Werror -static -o $@ $<
 

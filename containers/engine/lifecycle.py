@@ -38,7 +38,6 @@ from containers.engine.runtime import capabilities as caps
 from containers.engine.runtime import seccomp
 from containers.engine.runtime import spec as oci
 from containers.engine.runtime.cgroups import new_manager
-from containers.engine.runtime.container import standby_exec_path
 from containers.engine.runtime.oci import new_runtime
 from containers.engine.runtime.state import Status as RuntimeStatus
 from containers.engine.runtime.state import process_running, wait_exited
@@ -178,9 +177,8 @@ class Containers:
         self.root = config.containers_root
         self.runtime = new_runtime(config.runtime, config.root / "run" / config.runtime)
         self.shim = ShimServer(config.root / "run" / "shim.sock", config.root / "shim.log")
-        # Standbys need the native runtime's deferred create, and its standby-exec built by `make`.
-        warm = config.runtime == "native" and os.access(standby_exec_path(), os.X_OK)
-        ttl = config.standby_ttl if warm else 0.0
+        # Standbys need the native runtime's deferred create.
+        ttl = config.standby_ttl if config.runtime == "native" else 0.0
         self.standbys = Standbys(self.root, ttl, release_orphan=self._release_standby)
 
     #

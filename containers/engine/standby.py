@@ -5,7 +5,7 @@ container: its snapshot and mount, cgroup, namespaces, filesystem and init (abou
 more than half of the whole command). A standby is a container made ahead of time, for an image
 just run with the same settings, with its process deferred (the runtime's `create(deferred=True)`)
 and its monitor waiting for `go` (shim/monitor.py). Its init has applied all that the process's
-user, capabilities and limits decide, and what waits is `standby-exec` (runtime/standby_exec.c).
+user, capabilities and limits decide, and it waits in C (runtime/init.c's `stand_by`).
 Create adopts a standby whose spec, but for the process's arguments, environment and working
 directory, is exactly the one the new container would get, so the container is the one it would
 have been; start then hands those three to the waiting program, which execs the process. Nothing

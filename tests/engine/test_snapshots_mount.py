@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +16,9 @@ import pytest
 
 from containers.engine.linux import syscalls
 from containers.engine.linux.syscalls import (
-    CLONE_NEWNS,
-    CLONE_NEWUTS,
     MNT_DETACH,
     MS_BIND,
     MS_NOSUID,
-    MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
@@ -169,39 +165,3 @@ def run_in_child(body: Callable[[], None]) -> int:
             os._exit(1)
         os._exit(0)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-
-@pytest.mark.requires("root")
-def test_unshare_and_setns_move_between_uts_namespaces() -> None:
-    host_name = socket.gethostname()
-
-    def body() -> None:
-        with open("/proc/self/ns/uts") as original:
-            syscalls.unshare(CLONE_NEWUTS)
-            socket.sethostname("webengine-test")
-            assert socket.gethostname() == "webengine-test"
-            syscalls.setns(original.fileno(), CLONE_NEWUTS)
-        assert socket.gethostname() == host_name
-
-    assert run_in_child(body) == 0, "see the child's traceback above"
-    assert socket.gethostname() == host_name
-
-
-@pytest.mark.requires("root")
-def test_pivot_root_makes_a_directory_the_root(state_root: Path) -> None:
-    new_root = state_root / "new-root"
-    (new_root / "old").mkdir(parents=True)
-    (new_root / "marker").write_bytes(b"here")
-
-    def body() -> None:
-        syscalls.unshare(CLONE_NEWNS)
-        syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
-        syscalls.mount(new_root, new_root, None, MS_BIND | MS_REC)
-        syscalls.pivot_root(new_root, new_root / "old")
-        os.chdir("/")
-        assert Path("/marker").read_bytes() == b"here"
-        syscalls.umount2("/old", MNT_DETACH)
-        assert os.listdir("/old") == []
-
-    assert run_in_child(body) == 0, "see the child's traceback above"
-    assert os.path.exists("/etc/passwd") and not os.path.exists("/marker")

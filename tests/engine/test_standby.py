@@ -88,12 +88,12 @@ def test_a_create_adopts_the_standby_and_its_process_sees_what_a_new_container_w
     assert engine.containers.state(warm.id).status == "exited"
 
 
-def test_what_waits_in_a_standby_is_a_small_program_not_a_forked_interpreter(engine: Engine) -> None:
+def test_what_waits_in_a_standby_is_the_small_init_program_not_an_interpreter(engine: Engine) -> None:
     _run(engine, _config(["true"]), keep_warm=True)
     for standby in _standbys(engine):
         pid = engine.containers.runtime.state(standby.id).pid
         status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-        assert status["Name"].strip() == "standby-exec"
+        assert status["Name"].strip() == "webengine-init"
         assert int(status["VmRSS"].split()[0]) < 2048, "a standby holds kilobytes, not an interpreter's megabytes"
 
 

@@ -14,7 +14,6 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import platform
 from typing import Any
 
 StrPath = str | os.PathLike[str]
@@ -53,7 +52,6 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
 # glibc has no pivot_root() wrapper (pivot_root(2), "NOTES"), so it is called through syscall(2).
-_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -104,29 +102,6 @@ def unshare(flags: int) -> None:
     libc_call("unshare", ctypes.c_int(flags))
 
 
-def setns(fd: int, nstype: int = 0) -> None:
-    """Join the namespace that `fd` (an open /proc/<pid>/ns/* file) refers to (setns(2))."""
-    libc_call("setns", ctypes.c_int(fd), ctypes.c_int(nstype))
-
-
-def pivot_root(new_root: StrPath, put_old: StrPath) -> None:
-    """Make `new_root` the root of the calling mount namespace, moving the old root to `put_old`.
-
-    pivot_root(2) requires `new_root` to be a mount point that is not on a shared mount, which
-    is why the runtime bind-mounts the rootfs onto itself and makes `/` private first.
-    """
-    number = _SYS_PIVOT_ROOT.get(platform.machine())
-    if number is None:
-        raise OSError(errno.ENOSYS, f"pivot_root: unknown syscall number on {platform.machine()}")
-    libc_call(
-        "syscall",
-        ctypes.c_long(number),
-        ctypes.c_char_p(_bytes(new_root)),
-        ctypes.c_char_p(_bytes(put_old)),
-        path=new_root,
-    )
-
-
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -157,10 +132,3 @@ class Syscalls:
         """See `unshare()`."""
         unshare(flags)
 
-    def setns(self, fd: int, nstype: int = 0) -> None:
-        """See `setns()`."""
-        setns(fd, nstype)
-
-    def pivot_root(self, new_root: StrPath, put_old: StrPath) -> None:
-        """See `pivot_root()`."""
-        pivot_root(new_root, put_old)

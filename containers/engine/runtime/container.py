@@ -7,6 +7,7 @@ OCI runtime spec's lifecycle and refuse illegal moves with `InvalidStateTransiti
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
@@ -21,19 +22,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from containers.engine.errors import AlreadyExists, EngineError, FailedPrecondition, InvalidArgument, NotFound
-from containers.engine.linux.syscalls import Syscalls
-from containers.engine.runtime import init, seccomp, sync
+from containers.engine.errors import (
+    AlreadyExists,
+    EngineError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from containers.engine.runtime import plan, seccomp, sync
 from containers.engine.runtime.cgroups import Manager, Resources, new_manager
 from containers.engine.runtime.rootfs import secure_join
 from containers.engine.runtime.spec import process_identity
 from containers.engine.runtime.state import State, Status, check_transition, process_start_time
+from containers.engine.runtime.user import environ
 
 # A deferred container's state directory: the fifo `start` writes its process to, and what init
 # applied before (the stand-in's `process_identity`), which the process must match.
 PROCESS_FIFO = "process.fifo"
 DEFERRED = "deferred.json"
 
+_SO_SNDBUFFORCE = 32  # <asm-generic/socket.h>; Python's socket module does not name it
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -42,9 +51,9 @@ def _check_id(container_id: str) -> None:
         raise InvalidArgument(f"invalid container id format: {container_id}")
 
 
-def standby_exec_path() -> Path:
-    """Return where `make` builds standby_exec.c: `<sys.prefix>/libexec/webengine/standby-exec`."""
-    return Path(sys.prefix, "libexec", "webengine", "standby-exec")
+def init_path() -> Path:
+    """Return where `make` builds init.c: `<sys.prefix>/libexec/webengine/webengine-init`."""
+    return Path(sys.prefix, "libexec", "webengine", "webengine-init")
 
 
 def load_spec(bundle: Path) -> dict[str, Any]:
@@ -59,9 +68,8 @@ def load_spec(bundle: Path) -> dict[str, Any]:
 class NativeRuntime:
     """Our OCI runtime. `root` holds one state directory a container."""
 
-    def __init__(self, root: Path, syscalls: Syscalls | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.sys = syscalls or Syscalls()
 
     def _dir(self, container_id: str) -> Path:
         _check_id(container_id)
@@ -138,30 +146,23 @@ class NativeRuntime:
         console_socket: socket.socket | None,
         deferred_in: Path | None,
     ) -> int:
+        if spec["process"].get("terminal") and console_socket is None:
+            raise InvalidArgument("process.terminal is set but no console socket was given")
         linux = spec.get("linux", {})
         seccomp_filter = seccomp.compile_filter(linux["seccomp"]) if linux.get("seccomp") else None
-        parent, child = sync.channel_pair()
-        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        deferred = None
+        steps = plan.create_plan(spec, rootfs, deferred=deferred_in is not None, seccomp_filter=seccomp_filter)
+        opened = [os.open(fifo, os.O_PATH | os.O_CLOEXEC)]
+        fds = {plan.FIFO_FD: opened[0]}
         if deferred_in is not None:
-            deferred = init.Deferred(
-                os.open(standby_exec_path(), os.O_PATH | os.O_CLOEXEC),
-                os.open(deferred_in / PROCESS_FIFO, os.O_RDWR | os.O_CLOEXEC),
-            )
-
-        def stage2() -> None:
-            init.container_init(spec, rootfs, child, fifo_fd, console_socket, seccomp_filter, self.sys, deferred)
-
-        def stage1() -> None:
-            _use_stdio(stdio)
-            cgroup.add(os.getpid())
-            init.enter_namespaces(linux.get("namespaces", []), self.sys)
-            pid = os.fork()
-            if pid == 0:
-                init.run_child(child, stage2)
-            sync.send(child, {"type": "pid", "pid": pid})
-
-        return _fork_and_sync(parent, child, stage1, closing=[fifo_fd, *(deferred or ())])
+            opened.append(os.open(deferred_in / PROCESS_FIFO, os.O_RDWR | os.O_CLOEXEC))
+            fds[plan.PROCESS_FD] = opened[-1]
+        if console_socket is not None:
+            fds[plan.CONSOLE_FD] = console_socket.fileno()
+        try:
+            return _spawn_and_sync(steps, stdio, fds, cgroup)
+        finally:
+            for fd in opened:
+                os.close(fd)
 
     def start(self, container_id: str, process: Mapping[str, Any] | None = None) -> None:
         """Let the created container's init exec the user's process.
@@ -271,65 +272,63 @@ class NativeRuntime:
         spec = load_spec(Path(state.bundle))
         linux = spec.get("linux", {})
         process = {**spec["process"], **process}
+        if process.get("terminal") and console_socket is None:
+            raise InvalidArgument("process.terminal is set but no console socket was given")
         seccomp_filter = seccomp.compile_filter(linux["seccomp"]) if linux.get("seccomp") else None
         types = [ns["type"] for ns in linux.get("namespaces", [])]
-        cgroup = new_manager(state.cgroup)
-        parent, child = sync.channel_pair()
-
-        def stage2() -> None:
-            os.setsid()
-            if process.get("terminal"):
-                master, slave, slave_path = init.open_console("/dev/pts")
-                if console_socket is None:
-                    raise ValueError("process.terminal is set but no console socket was given")
-                sync.send_fd(console_socket, slave_path, master)
-                os.close(master)
-                init.use_console(slave)
-            path = init.lookup_executable(process["args"], process.get("env", []))
-            sync.send(child, {"type": "ready"})
-            # The runtime stops reading after "ready": closed, the channel makes a later failure
-            # (a working directory that is missing) go to the process's stderr instead of being lost.
-            child.close()
-            init.finalize_and_exec(process, path, seccomp_filter)
-
-        def stage1() -> None:
-            _use_stdio(stdio)
-            cgroup.add(os.getpid())
-            init.join_container_namespaces(state.pid, types, self.sys)
-            pid = os.fork()
-            if pid == 0:
-                init.run_child(child, stage2)
-            sync.send(child, {"type": "pid", "pid": pid})
-
-        pid = _fork_and_sync(parent, child, stage1, closing=[])
+        steps = plan.exec_plan(state.pid, types, process, seccomp_filter)
+        fds = {plan.CONSOLE_FD: console_socket.fileno()} if console_socket is not None else {}
+        pid = _spawn_and_sync(steps, stdio, fds, new_manager(state.cgroup))
         if pid_file is not None:
             pid_file.write_text(str(pid))
         return pid
 
 
-def _use_stdio(stdio: tuple[int, int, int] | None) -> None:
-    if stdio is not None:
-        for target, fd in enumerate(stdio):
-            if fd != target:
-                os.dup2(fd, target)
-
-
-def _fork_and_sync(parent: socket.socket, child: socket.socket, stage1: Any, closing: list[int]) -> int:
-    """Fork stage 1, collect the container process's pid, and wait until it is ready; return the pid."""
-    first = os.fork()
-    if first == 0:
+def _spawn_and_sync(
+    steps: plan.Plan, stdio: tuple[int, int, int] | None, fds: Mapping[int, int], cgroup: Manager
+) -> int:
+    """Start webengine-init in the cgroup with its plan, collect init's pid, wait until it is ready; return the pid."""
+    program = init_path()
+    if not os.access(program, os.X_OK):
+        raise Unavailable(f"the runtime's init is not built at {program}: run make")
+    message = steps.encode()
+    if len(message) > plan.MAX_PLAN:
+        raise InvalidArgument(f"the container's set-up takes {len(message)} bytes, more than its init reads")
+    parent, child = sync.channel_pair()
+    # Each descriptor is first copied above the ones init gets, so that no dup2 overwrites another's source.
+    wanted = {**(dict(enumerate(stdio)) if stdio is not None else {}), plan.SYNC_FD: child.fileno(), **fds}
+    copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in wanted.values()]
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, copy, target) for copy, target in zip(copies, wanted, strict=True)]
+        first = os.posix_spawn(program, ["webengine-init"], {}, file_actions=actions)
+    except BaseException:
         parent.close()
-        init.run_child(child, stage1)
-    child.close()
-    for fd in closing:
-        os.close(fd)
+        raise
+    finally:
+        for fd in copies:
+            os.close(fd)
+        child.close()
+    try:
+        cgroup.add(first)
+        # One message, which a unix socket takes only within its send buffer (socket(7), SO_SNDBUFFORCE).
+        parent.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, len(message) + 4096)
+        parent.send(message)
+    except BaseException:
+        _kill_and_wait(first)
+        parent.close()
+        raise
+    return _sync(parent, first)
+
+
+def _sync(parent: socket.socket, first: int) -> int:
+    """Reap the first process, collect the container process's pid from it, and wait until that is ready."""
     pid = 0
     try:
         _, status = os.waitpid(first, 0)
         message, fds = sync.recv(parent)
         ready = message is not None and message.get("type") == "ready"
         if ready:
-            # On a busy machine init can get to "ready" before stage 1, its parent, sends the pid.
+            # On a busy machine init can get to "ready" before its parent sends the pid.
             message, fds = sync.recv(parent)
         if message is None or message.get("type") != "pid":
             raise sync.SyncError((message or {}).get("message") or f"runtime stage 1 failed (status {status})")
@@ -346,7 +345,7 @@ def _fork_and_sync(parent: socket.socket, child: socket.socket, stage1: Any, clo
 
 
 def _process_message(directory: Path, state: State, process: Mapping[str, Any]) -> bytes:
-    """Return the process as standby-exec reads it (standby_exec.c), its working directory made.
+    """Return the process as a waiting init reads it (init.c's `stand_by`), its working directory made.
 
     Done here, as root on the host, what init would have done as root in the container: the
     directory (inside the rootfs, symlinks resolved in it) and HOME from its /etc/passwd.
@@ -357,7 +356,7 @@ def _process_message(directory: Path, state: State, process: Mapping[str, Any]) 
             f"container {state.id}: its init was made for another user, capabilities or limits than the process's"
         )
     args = [str(arg) for arg in process["args"]]
-    env = init.environ(process.get("env", []), int(process.get("user", {}).get("uid", 0)), state.rootfs)
+    env = environ(process.get("env", []), int(process.get("user", {}).get("uid", 0)), state.rootfs)
     strings = [process.get("cwd", "/"), str(len(args)), *args, *(f"{key}={value}" for key, value in env.items())]
     if not args or any("\0" in text for text in strings):
         raise InvalidArgument(f"container {state.id}: no arguments, or a NUL byte in the process")
@@ -367,7 +366,7 @@ def _process_message(directory: Path, state: State, process: Mapping[str, Any]) 
 
 
 def _send_process(path: Path, message: bytes, container_id: str) -> None:
-    """Write the process to the process fifo, which init's standby-exec holds open (ENXIO: it is gone)."""
+    """Write the process to the process fifo, which the waiting init holds open (ENXIO: it is gone)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:

@@ -1,8 +1,9 @@
-"""Set up a container's filesystem inside its new mount namespace, then enter it with pivot_root.
+"""A container's filesystem: set up inside its new mount namespace, then entered with pivot_root.
 
-Runs in the container's init (pid 1 of its pid namespace) before the user's process, with the
-order runc uses (libcontainer/rootfs_linux.go): mount propagation, the rootfs bind, the spec's
-mounts, device nodes and links, the console, pivot_root, then masked and read-only paths.
+The container's init (init.c, pid 1 of its pid namespace) does it before the user's process, in
+the order runc uses (libcontainer/rootfs_linux.go): mount propagation, the rootfs bind, the
+spec's mounts, device nodes and links, the console, pivot_root, then masked and read-only paths.
+`RootfsSteps` works out those steps from the spec, for init's plan (plan.py).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from containers.engine.errors import InvalidArgument
 from containers.engine.linux import syscalls as sc
-from containers.engine.linux.syscalls import Syscalls
+
+if TYPE_CHECKING:
+    from containers.engine.runtime.plan import Plan
 
 # mount(8) option names -> (flag, set or clear); anything else is filesystem data.
 _FLAGS: dict[str, tuple[int, bool]] = {
@@ -93,46 +96,42 @@ def secure_join(root: str, unsafe: str) -> str:
     return os.path.join(root, *resolved)
 
 
-def _make_mountpoint(path: str, source: str | None, is_bind: bool) -> None:
-    """Create the mount point: a file when a bind mount's source is a file, else a directory."""
-    if is_bind and source is not None and not os.path.isdir(source):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        if not os.path.lexists(path):
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-        return
-    os.makedirs(path, exist_ok=True)
+class RootfsSteps:
+    """Add a spec's filesystem set-up to a plan for webengine-init (init.c), in runc's order.
 
+    What the spec decides (flags, data, which mounts, devices and paths) is worked out here; what
+    depends on the container's files as the steps change them (symlinks resolved inside the
+    rootfs, mount points made, masked paths' kinds) is init's, at each step.
+    """
 
-class RootfsBuilder:
-    """Perform a spec's filesystem setup for one container, with an injectable `Syscalls`."""
-
-    def __init__(self, spec: Mapping[str, Any], rootfs: str, syscalls: Syscalls | None = None) -> None:
+    def __init__(self, spec: Mapping[str, Any], rootfs: str, plan: Plan) -> None:
         self.spec = spec
         self.rootfs = rootfs
-        self.sys = syscalls or Syscalls()
-        self.dev_is_tmpfs = False
+        self.plan = plan
 
     def prepare(self) -> None:
         """Everything before pivot_root: propagation, the rootfs bind, the spec's mounts, /dev."""
         linux = self.spec.get("linux", {})
         propagation = _PROPAGATION.get(linux.get("rootfsPropagation", "rslave"), sc.MS_SLAVE | sc.MS_REC)
+        self.plan.add("rootfs", self.rootfs)
         # Nothing the container mounts may propagate back to the host: make every mount we
         # inherited a slave (or private) before touching anything (mount_namespaces(7)).
-        self.sys.mount(None, "/", None, propagation)
+        self._mount(None, "/", None, propagation, join=False)
         # pivot_root(2) needs the new root to be a mount point.
-        self.sys.mount(self.rootfs, self.rootfs, "bind", sc.MS_BIND | sc.MS_REC)
+        self._mount(self.rootfs, self.rootfs, "bind", sc.MS_BIND | sc.MS_REC, join=False)
+        dev_is_tmpfs = False
         for mount in self.spec.get("mounts", []):
-            self._mount(mount)
-        if self.dev_is_tmpfs:
+            self._add_mount(mount)
+            dev_is_tmpfs = dev_is_tmpfs or (mount["destination"] == "/dev" and mount.get("type") == "tmpfs")
+        if dev_is_tmpfs:
             self._create_devices(linux.get("devices", []))
 
-    def bind_console(self, slave_path: str) -> None:
-        """Make the container's pty slave its /dev/console, as runc does for a terminal."""
-        console = secure_join(self.rootfs, "/dev/console")
-        _make_mountpoint(console, slave_path, is_bind=True)
-        self.sys.mount(slave_path, console, "bind", sc.MS_BIND)
+    def _mount(
+        self, source: str | None, target: str, fstype: str | None, flags: int, data: str = "", join: bool = True
+    ) -> None:
+        self.plan.add("mount", source or "", target, fstype or "", flags, data, int(join))
 
-    def _mount(self, mount: Mapping[str, Any]) -> None:
+    def _add_mount(self, mount: Mapping[str, Any]) -> None:
         kind = mount.get("type") or "bind"
         options = mount.get("options", [])
         flags, propagation, data = parse_options(options)
@@ -141,112 +140,70 @@ class RootfsBuilder:
         destination = mount["destination"]
         if not destination.startswith("/"):
             raise InvalidArgument(f"mount destination {destination}: not an absolute path")
-        target = secure_join(self.rootfs, destination)
         if kind == "cgroup":
-            self._mount_cgroups(target, flags)
+            self._mount_cgroups(destination, flags)
             return
-        _make_mountpoint(target, source, is_bind)
+        # A file where a bind mount's source is a file, else a directory.
+        is_file = is_bind and source is not None and not os.path.isdir(source)
+        self.plan.add("mountpoint", destination, "file" if is_file else "directory")
         if is_bind:
-            self.sys.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+            self._mount(source, destination, None, sc.MS_BIND | (flags & sc.MS_REC))
             # A bind mount ignores every other flag until it is remounted (mount(2), "MS_BIND").
             extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
             if extra:
-                self.sys.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | extra)
+                self._mount(None, destination, None, sc.MS_BIND | sc.MS_REMOUNT | extra)
         else:
-            self.sys.mount(source, target, kind, flags, data or None)
-            if destination == "/dev" and kind == "tmpfs":
-                self.dev_is_tmpfs = True
+            self._mount(source, destination, kind, flags, data)
         if propagation:
-            self.sys.mount(None, target, None, propagation)
+            self._mount(None, destination, None, propagation)
 
-    def _mount_cgroups(self, target: str, flags: int) -> None:
-        """Mount the container's view of the cgroup hierarchies (its cgroup namespace) at `target`."""
-        os.makedirs(target, exist_ok=True)
+    def _mount_cgroups(self, destination: str, flags: int) -> None:
+        """Mount the container's view of the cgroup hierarchies (its cgroup namespace)."""
+        self.plan.add("mkdirs", destination, 1)
         hierarchies = _cgroup_hierarchies()
         if hierarchies is None:
-            self.sys.mount("cgroup2", target, "cgroup2", flags)
+            self._mount("cgroup2", destination, "cgroup2", flags)
             return
         base = flags & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RELATIME)
-        self.sys.mount("tmpfs", target, "tmpfs", base, "mode=755")
+        self._mount("tmpfs", destination, "tmpfs", base, "mode=755")
         for name, options in hierarchies:
-            directory = os.path.join(target, name)
-            os.makedirs(directory, exist_ok=True)
-            self.sys.mount("cgroup", directory, "cgroup", flags, options)
-        self.sys.mount(None, target, None, sc.MS_REMOUNT | sc.MS_RDONLY | base)
+            directory = os.path.join(destination, name)
+            self.plan.add("mkdirs", directory, 1)
+            self._mount("cgroup", directory, "cgroup", flags, options)
+        self._mount(None, destination, None, sc.MS_REMOUNT | sc.MS_RDONLY | base)
 
     def _create_devices(self, devices: Sequence[Mapping[str, Any]]) -> None:
-        dev = secure_join(self.rootfs, "/dev")
         for name, major, minor in DEFAULT_DEVICES:
-            path = os.path.join(dev, name)
-            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
-            os.chmod(path, 0o666)  # mknod applies the umask
+            self.plan.add("mknod", f"/dev/{name}", 0o666, stat.S_IFCHR, major, minor, 0, 0)
         for device in devices:
-            path = secure_join(self.rootfs, device["path"])
             kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[device["type"]]
-            mode = device.get("fileMode", 0o666)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.mknod(path, mode | kind, os.makedev(device.get("major", 0), device.get("minor", 0)))
-            os.chmod(path, mode)
-            os.chown(path, device.get("uid", 0), device.get("gid", 0))
+            self.plan.add("mknod", device["path"], device.get("fileMode", 0o666), kind, device.get("major", 0),
+                          device.get("minor", 0), device.get("uid", 0), device.get("gid", 0))  # fmt: skip
         for target, name in DEV_LINKS:
-            path = os.path.join(dev, name)
-            if not os.path.lexists(path):
-                os.symlink(target, path)
-        os.makedirs(os.path.join(dev, "pts"), exist_ok=True)
+            self.plan.add("symlink", target, f"/dev/{name}")
+        self.plan.add("mkdirs", "/dev/pts", 1)
+
+    def console(self) -> None:
+        """A new pty in the container's devpts, its slave the container's /dev/console, as runc does."""
+        self.plan.add("console", "/dev/pts")
+        self.plan.add("bind-console")
+
+    def create_cwd(self, cwd: str) -> None:
+        self.plan.add("mkdirs", cwd, 1)
 
     def pivot(self) -> None:
         """Make the rootfs `/` with pivot_root (never chroot), and detach the old root."""
-        os.chdir(self.rootfs)
-        # pivot_root(".", ".") stacks the old root on top of the new one (pivot_root(2), NOTES);
-        # making it a slave first keeps its unmount from propagating to the host.
-        self.sys.pivot_root(".", ".")
-        self.sys.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
-        self.sys.umount2(".", sc.MNT_DETACH)
-        os.chdir("/")
+        self.plan.add("pivot")
 
     def finish(self) -> None:
         """After pivot_root: read-only and masked paths, then a read-only root if asked."""
         linux = self.spec.get("linux", {})
         for path in linux.get("readonlyPaths", []):
-            self._readonly(path)
+            self.plan.add("readonly", path)
         for path in linux.get("maskedPaths", []):
-            self._mask(path)
+            self.plan.add("mask", path)
         if self.spec.get("root", {}).get("readonly"):
-            self.sys.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | _locked_flags("/"))
-
-    def _readonly(self, path: str) -> None:
-        try:
-            self.sys.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
-        except FileNotFoundError:
-            return
-        self.sys.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_REC | _locked_flags(path))
-
-    def _mask(self, path: str) -> None:
-        try:
-            is_dir = os.path.isdir(path)
-            if is_dir:
-                self.sys.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
-            else:
-                self.sys.mount("/dev/null", path, None, sc.MS_BIND)
-        except FileNotFoundError:
-            return
-
-    def create_cwd(self, cwd: str) -> None:
-        os.makedirs(secure_join(self.rootfs, cwd), mode=0o755, exist_ok=True)
-
-
-def _locked_flags(path: str) -> int:
-    """Return the nosuid/nodev/noexec flags already on the mount at `path`.
-
-    A remount that would clear a flag locked by a more privileged namespace fails with EPERM
-    (mount_namespaces(7), "Restrictions"), so remounts keep the flags the mount has.
-    """
-    st = os.statvfs(path)
-    flags = 0
-    for bit, flag in ((os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV), (os.ST_NOEXEC, sc.MS_NOEXEC)):
-        if st.f_flag & bit:
-            flags |= flag
-    return flags
+            self.plan.add("readonly-root")
 
 
 def _cgroup_hierarchies() -> list[tuple[str, str]] | None:

@@ -11,7 +11,8 @@ Two formats meet here:
 
 `docker_default()` and `convert_profile()` turn the first into the second as moby's
 `setupSeccomp` does; `build_filter()` turns the second into a libseccomp filter as runc's
-`InitSeccomp` does; `load()` installs it in the kernel.
+`InitSeccomp` does; `compile_filter()` exports it as the BPF program the container's init
+(init.c) installs in the kernel.
 
 When to load (runc libcontainer/standard_init_linux.go): installing a filter needs no_new_privs
 or CAP_SYS_ADMIN (seccomp(2), EACCES). With `process.noNewPrivileges`, the init sets
@@ -19,15 +20,10 @@ no_new_privs and loads the filter last, right before execve(2), so that the fewe
 syscalls must pass it. Without it, which is Docker's default, the init loads the filter before
 it drops capabilities, while it still holds CAP_SYS_ADMIN; the profile allows what follows
 (setuid, capset, prctl, execve).
-
-A filter built in the runtime process can be loaded in a child forked from it: until `load()`,
-it is plain memory of the libseccomp library, which fork(2) copies.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import functools
 import json
@@ -41,8 +37,7 @@ from typing import Any
 
 import pyseccomp as seccomp
 
-from containers.engine.errors import FailedPrecondition, InvalidArgument, Unavailable
-from containers.engine.linux.syscalls import libc_call
+from containers.engine.errors import InvalidArgument, Unavailable
 from containers.engine.runtime.capabilities import canonical_name
 
 Profile = Mapping[str, Any]
@@ -306,79 +301,34 @@ def _condition(arg: Profile) -> seccomp.Arg:
     return seccomp.Arg(index, _lookup(_OPERATORS, arg["op"], "operator"), arg.get("value", 0), arg.get("valueTwo", 0))
 
 
-def load(flt: seccomp.SyscallFilter) -> None:
-    """Install `flt` for the calling thread (all threads with SECCOMP_FILTER_FLAG_TSYNC) and its children.
-
-    Raises FailedPrecondition when the thread has neither no_new_privs nor CAP_SYS_ADMIN; see the
-    module docstring for when the init loads the filter.
-    """
-    try:
-        flt.load()
-    except OSError as err:
-        if err.errno == errno.EACCES:
-            raise FailedPrecondition("seccomp filter: cannot be loaded without no_new_privs or CAP_SYS_ADMIN") from err
-        raise
-
-
-def apply(linux_seccomp: Profile) -> None:
-    """Build the filter for the OCI `linux.seccomp` object and load it into the calling thread.
-
-    The runtime sets no_new_privs first when `process.noNewPrivileges` is true, as runc does;
-    otherwise the thread must still hold CAP_SYS_ADMIN.
-    """
-    load(build_filter(linux_seccomp))
-
-
 class CompiledFilter:
-    """A filter compiled to classic BPF once, then installed with one prctl(2) in each container.
+    """A filter compiled to classic BPF once, then installed with one seccomp(2) in each container.
 
     libseccomp compiles the whole program inside `seccomp_load()`: about 13 ms for Docker's
     profile, on every container start. Compiled once (`compile_filter`, cached by profile), the
-    program installs in microseconds (seccomp(2), SECCOMP_SET_MODE_FILTER).
+    program installs in microseconds (init.c, SECCOMP_SET_MODE_FILTER). The profile's flags
+    (TSYNC, LOG, SPEC_ALLOW) are seccomp(2)'s own, not part of the program.
     """
 
-    def __init__(self, program: bytes, flags: tuple[str, ...]) -> None:
+    def __init__(self, program: bytes, flags: int) -> None:
         self.program = program
         self.flags = flags
 
-    def load(self) -> None:
-        if self.flags:
-            raise InvalidArgument("seccomp flags need libseccomp's loader; use build_filter() and load()")
-        instructions = len(self.program) // 8
-        buffer = ctypes.create_string_buffer(self.program)
-        prog = _SockFprog(instructions, ctypes.cast(buffer, ctypes.c_void_p))
-        try:
-            libc_call("prctl", ctypes.c_int(_PR_SET_SECCOMP), ctypes.c_ulong(_SECCOMP_MODE_FILTER),
-                      ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))  # fmt: skip
-        except OSError as err:
-            if err.errno == errno.EACCES:
-                message = "seccomp filter: cannot be loaded without no_new_privs or CAP_SYS_ADMIN"
-                raise FailedPrecondition(message) from err
-            raise
 
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-_PR_SET_SECCOMP = 22
-_SECCOMP_MODE_FILTER = 2
+# <linux/seccomp.h>
+_FLAG_BITS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
 _compiled: dict[str, CompiledFilter] = {}
 
 
-def compile_filter(linux_seccomp: Profile) -> CompiledFilter | seccomp.SyscallFilter:
-    """Return the filter for `linux_seccomp` compiled to BPF, from a per-process cache.
-
-    Profiles with flags (TSYNC, LOG, SPEC_ALLOW) need seccomp(2) flags that only libseccomp's
-    loader passes: those come back as a libseccomp filter, loaded the slow way.
-    """
+def compile_filter(linux_seccomp: Profile) -> CompiledFilter:
+    """Return the filter for `linux_seccomp` compiled to BPF, from a per-process cache."""
     key = json.dumps(linux_seccomp, sort_keys=True)
     if key in _compiled:
         return _compiled[key]
     flt = build_filter(linux_seccomp)
-    flags = tuple(linux_seccomp.get("flags") or ())
-    if flags:
-        return flt
+    flags = 0
+    for name in linux_seccomp.get("flags") or ():
+        flags |= _FLAG_BITS[name]
     fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
     try:
         with os.fdopen(os.dup(fd), "wb") as out:

@@ -1,28 +1,10 @@
-"""The messages between the runtime and the container's init while a container is created.
+"""The messages between the runtime and webengine-init (init.c) while a container is created or a
+process is exec'd into one: over one `socketpair(AF_UNIX, SOCK_SEQPACKET)`, the plan goes one way
+(plan.py), then one JSON object a message comes back ({"type": "pid"}, {"type": "ready"} or
+{"type": "error"}), as runc's sync pipe does. plan.py shows the whole sequence.
 
-The runtime does not re-exec an interpreter for init: it forks, so init starts with every module
-already imported (a fresh interpreter costs about 30 ms a container; a fork about 1 ms). The
-forked processes talk to the runtime over one `socketpair(AF_UNIX, SOCK_SEQPACKET)`, one JSON
-object a message, as runc's sync pipe does:
-
-    runtime (parent)                 stage 1 (child)                    init (grandchild, pid 1)
-    ----------------                 ---------------                    ------------------------
-    fork ------------------------->  join cgroup
-                                     setns(paths), unshare(flags)
-                                     fork --------------------------->  (now pid 1 of the new pid ns)
-    <- {"type": "pid", "pid": N} --  send the grandchild's host pid
-                                     exit(0)
-    waitpid(stage 1)                                                    mounts, devices, pivot_root,
-                                                                        masked/ro paths, hostname,
-                                                                        rlimits, console, cwd, lookup
-    <- {"type": "ready"} ----------------------------------------------  (or {"type": "error", ...})
-    write state.json: created                                          open(exec.fifo, O_WRONLY) blocks
-    ... `start` opens exec.fifo for reading; init writes one byte ...
-                                                                        user, capabilities,
-                                                                        no_new_privs, seccomp, execve
-
-A console (TTY) master travels the same way for exec; for create it goes to the console socket
-the caller gave, as the OCI runtime command line defines.
+A console (TTY) master goes to the console socket the caller gave, as the OCI runtime command
+line defines: its name, the descriptor in SCM_RIGHTS.
 """
 
 from __future__ import annotations
@@ -43,14 +25,6 @@ class SyncError(EngineError):
 def channel_pair() -> tuple[socket.socket, socket.socket]:
     """Return (parent end, child end); both close on exec, so a successful execve closes init's."""
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-
-
-def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
-    data = json.dumps(message).encode()
-    if fds:
-        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    else:
-        sock.send(data)
 
 
 def send_fd(sock: socket.socket, name: str, fd: int) -> None:

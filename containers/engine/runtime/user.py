@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from containers.engine.errors import InvalidArgument
@@ -53,3 +54,15 @@ def home_directory(rootfs: str, uid: int) -> str:
     """Return the home /etc/passwd gives `uid`, or "/" when it has no entry (runc's default ExecUser.Home)."""
     passwd = [e for e in _entries(rootfs, "/etc/passwd") if len(e) >= 7]
     return next((e[5] for e in passwd if e[2] == str(uid)), "/")
+
+
+def environ(env: Sequence[str], uid: int, root: str = "/") -> dict[str, str]:
+    """Turn OCI `KEY=value` strings into the mapping execve wants; a later duplicate wins.
+
+    Without HOME in the spec, it is the user's home from the container's /etc/passwd (under
+    `root`), as runc sets it (libcontainer/init_linux.go, setupUser): Docker leaves HOME to the runtime.
+    """
+    environ = dict(item.split("=", 1) for item in env if "=" in item)
+    if "HOME" not in environ:
+        environ["HOME"] = home_directory(root, uid)
+    return environ

@@ -350,6 +350,13 @@ def test_it_sets_env_and_creates_the_cwd(run: RunBundle) -> None:
     assert (result.status, result.lines) == (0, ["bar /x", "/work/dir"]), result.stderr
 
 
+def test_it_takes_an_environment_larger_than_a_sockets_default_buffer(run: RunBundle) -> None:
+    # Four variables of 100 kB: one string may not pass 128 kB (execve(2), "Limits on size").
+    env = [f"BIG{n}={'x' * 100_000}" for n in range(4)]
+    result = run(["sh", "-c", "echo $((${#BIG0} + ${#BIG1} + ${#BIG2} + ${#BIG3}))"], with_env(env))
+    assert (result.status, result.lines) == (0, ["400000"]), result.stderr
+
+
 def test_it_refuses_writes_to_a_read_only_rootfs(run: RunBundle) -> None:
     result = run(["sh", "-c", "touch /x || touch /tmp/x || echo refused; touch /dev/shm/x && echo shm-ok"],
                  with_readonly_rootfs(True))  # fmt: skip

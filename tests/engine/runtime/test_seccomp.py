@@ -1,12 +1,11 @@
-"""Seccomp: Docker's default profile as a dict, then filters loaded for real in forked children.
+"""Seccomp: Docker's default profile as a dict, then filters loaded for real by webengine-init.
 
-Filters are built in pytest's process and loaded in a child forked from it, as the runtime does
-with them; pytest's own process is never filtered.
+Filters are compiled in pytest's process, as the runtime compiles them, and loaded by
+webengine-init in a probe process (confined.py); pytest's own process is never filtered.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import subprocess
@@ -14,28 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pyseccomp
 import pytest
 
-from containers.engine.errors import FailedPrecondition, InvalidArgument, Unavailable
+from containers.engine.errors import InvalidArgument, Unavailable
 from containers.engine.linux import syscalls
-from containers.engine.runtime.capabilities import (
-    DEFAULT_CAPABILITIES,
-    apply_process_capabilities,
-    set_no_new_privileges,
-)
-from containers.engine.runtime.seccomp import (
-    apply,
-    build_filter,
-    convert_profile,
-    default_profile_path,
-    docker_default,
-    load,
-)
-from tests.engine.runtime.test_capabilities import DOCKER_PROCESS_CAPABILITIES, errno_of, run_in_child
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+from containers.engine.runtime.capabilities import DEFAULT_CAPABILITIES
+from containers.engine.runtime.seccomp import build_filter, convert_profile, default_profile_path, docker_default
+from tests.engine.runtime.confined import run_confined
+from tests.engine.runtime.test_capabilities import DOCKER_PROCESS_CAPABILITIES
 
 # Arguments of the probed syscalls, from <linux/keyctl.h>, <linux/personality.h>, <linux/ptrace.h>.
 KEYCTL_GET_KEYRING_ID = 0
@@ -45,14 +30,6 @@ ADDR_NO_RANDOMIZE = 0x0040000
 PTRACE_ATTACH = 16
 
 X86_64 = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
-
-
-def syscall_errno(name: str, *args: int) -> int:
-    """Make syscall `name` through syscall(2), as a program would without glibc's help; return its errno or 0."""
-    number = pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
-    ctypes.set_errno(0)
-    result = _libc.syscall(ctypes.c_long(number), *(ctypes.c_long(arg) for arg in args))
-    return ctypes.get_errno() if result == -1 else 0
 
 
 def allowed(profile: dict[str, Any]) -> set[str]:
@@ -67,12 +44,6 @@ def allowed(profile: dict[str, Any]) -> set[str]:
 
 def rules_for(profile: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return [rule for rule in profile["syscalls"] if name in rule["names"]]
-
-
-def enter_filter(flt: pyseccomp.SyscallFilter) -> None:
-    """Load `flt` in the calling child as the runtime does with noNewPrivileges: no_new_privs first."""
-    set_no_new_privileges()
-    load(flt)
 
 
 def test_default_profile_lives_under_sys_prefix() -> None:
@@ -213,8 +184,8 @@ def test_it_rejects_what_it_cannot_build(linux_seccomp: dict[str, Any], message:
         build_filter(linux_seccomp)
 
 
-def test_rules_match_names_and_arguments_in_a_forked_child(tmp_path: Path) -> None:
-    flt = build_filter({
+def test_rules_match_names_and_arguments(tmp_path: Path) -> None:
+    profile = {
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [
             {"names": ["no_such_syscall", "mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS},
@@ -227,27 +198,26 @@ def test_rules_match_names_and_arguments_in_a_forked_child(tmp_path: Path) -> No
              "args": [{"index": 1, "value": 0o600, "op": "SCMP_CMP_EQ"},
                       {"index": 1, "value": 0o640, "op": "SCMP_CMP_EQ"}]},
         ],
-    })  # fmt: skip
+    }  # fmt: skip
+    code = f"""
+with open({str(tmp_path / "file")!r}, "w") as f:
+    print(json.dumps({{
+        "mkdir": errno_of(lambda: os.mkdir({str(tmp_path / "dir")!r})),
+        "ftruncate_0x13": errno_of(lambda: os.ftruncate(f.fileno(), 0x13)),
+        "ftruncate_0x23": errno_of(lambda: os.ftruncate(f.fileno(), 0x23)),
+        "kill_parent_0": errno_of(lambda: os.kill(os.getppid(), 0)),
+        "kill_self_0": errno_of(lambda: os.kill(os.getpid(), 0)),
+        "fchmod_600": errno_of(lambda: os.fchmod(f.fileno(), 0o600)),
+        "fchmod_640": errno_of(lambda: os.fchmod(f.fileno(), 0o640)),
+        "fchmod_644": errno_of(lambda: os.fchmod(f.fileno(), 0o644)),
+    }}))
+"""
 
-    def probe() -> dict[str, int]:
-        enter_filter(flt)
-        with open(tmp_path / "file", "w") as f:
-            return {
-                "mkdir": errno_of(lambda: os.mkdir(tmp_path / "dir")),
-                "ftruncate_0x13": errno_of(lambda: os.ftruncate(f.fileno(), 0x13)),
-                "ftruncate_0x23": errno_of(lambda: os.ftruncate(f.fileno(), 0x23)),
-                "kill_parent_0": errno_of(lambda: os.kill(os.getppid(), 0)),
-                "kill_self_0": errno_of(lambda: os.kill(os.getpid(), 0)),
-                "fchmod_600": errno_of(lambda: os.fchmod(f.fileno(), 0o600)),
-                "fchmod_640": errno_of(lambda: os.fchmod(f.fileno(), 0o640)),
-                "fchmod_644": errno_of(lambda: os.fchmod(f.fileno(), 0o644)),
-            }
-
-    assert run_in_child(probe) == {
+    assert run_confined(code, {"noNewPrivileges": True}, profile) == {
         "mkdir": errno.EROFS,  # errnoRet is returned; the unknown syscall name is skipped
         "ftruncate_0x13": errno.EPERM,  # 0x13 & 0xF0 == 0x10, and EPERM without errnoRet
         "ftruncate_0x23": 0,
-        "kill_parent_0": errno.ENOTSUP,  # both comparisons hold
+        "kill_parent_0": errno.ENOTSUP,  # both comparisons hold (pytest is the probe's parent)
         "kill_self_0": 0,  # only one does: comparisons of different arguments are ANDed
         "fchmod_600": errno.EDOM,  # two comparisons of one argument are ORed, as in runc
         "fchmod_640": errno.EDOM,
@@ -255,60 +225,70 @@ def test_rules_match_names_and_arguments_in_a_forked_child(tmp_path: Path) -> No
     }
 
 
-def test_apply_filters_the_calling_child() -> None:
-    def probe() -> dict[str, Any]:
-        set_no_new_privileges()
-        apply(docker_default(DEFAULT_CAPABILITIES))
-        status = Path("/proc/self/status").read_text().splitlines()
-        return {
-            "mode": next(line.split()[1] for line in status if line.startswith("Seccomp:")),
-            "keyctl": syscall_errno("keyctl", KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0),
-        }
+@pytest.mark.parametrize("no_new_privileges", [True, False])
+def test_the_default_profile_filters_the_process(no_new_privileges: bool) -> None:
+    code = f"""
+status = open("/proc/self/status").read().splitlines()
+print(json.dumps({{
+    "mode": next(line.split()[1] for line in status if line.startswith("Seccomp:")),
+    "keyctl": syscall_errno("keyctl", {KEYCTL_GET_KEYRING_ID}, {KEY_SPEC_SESSION_KEYRING}, 0),
+}}))
+"""
+    process = {"noNewPrivileges": no_new_privileges, "capabilities": DOCKER_PROCESS_CAPABILITIES}
 
-    assert run_in_child(probe) == {"mode": "2", "keyctl": errno.EPERM}, "mode 2 is SECCOMP_MODE_FILTER (proc(5))"
-
-
-def probe_docker_default(workdir: Path, flt: pyseccomp.SyscallFilter | None) -> dict[str, int]:
-    """Try, as root in private namespaces, what Docker's profile allows or forbids; return each errno."""
-    syscalls.unshare(syscalls.CLONE_NEWNS)
-    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-    if flt is not None:
-        enter_filter(flt)
-    mountpoint = workdir / "mnt"
-    mountpoint.mkdir()
-    return {
-        "mount": errno_of(lambda: syscalls.mount("tmpfs", mountpoint, "tmpfs")),
-        "keyctl": syscall_errno("keyctl", KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0),
-        "personality_query": syscall_errno("personality", PERSONALITY_QUERY),
-        "personality_no_randomize": syscall_errno("personality", ADDR_NO_RANDOMIZE),
-        "clone3": syscall_errno("clone3", 0, 0),
-        "file_io": errno_of(lambda: write_and_read(workdir / "file")),
-        "fork": exit_status_of(fork_and_exit()),
-        "posix_spawn_true": exit_status_of(os.posix_spawn("/bin/true", ["true"], os.environ)),
-        # Last: in a new user namespace without a uid map, the child is root no more.
-        "unshare_user": syscall_errno("unshare", syscalls.CLONE_NEWUSER),
-    }
+    assert run_confined(code, process, docker_default(DEFAULT_CAPABILITIES)) == {"mode": "2", "keyctl": errno.EPERM}, (
+        "mode 2 is SECCOMP_MODE_FILTER (proc(5)); without no_new_privs it is loaded while init may still"
+    )
 
 
-def write_and_read(path: Path) -> None:
-    path.write_text("hello")
-    assert path.read_text() == "hello"
+# Tries, as root in namespaces of its own, what Docker's profile allows or forbids; prints each errno.
+PROBE_DOCKER_DEFAULT = f"""
+workdir = os.environ["WORKDIR"]
+mountpoint = os.path.join(workdir, "mnt")
+os.mkdir(mountpoint)
 
+def mount_tmpfs():
+    if _libc.mount(b"tmpfs", mountpoint.encode(), b"tmpfs", 0, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount")
 
-def fork_and_exit() -> int:
+def write_and_read():
+    path = os.path.join(workdir, "file")
+    with open(path, "w") as f:
+        f.write("hello")
+    assert open(path).read() == "hello"
+
+def fork_and_exit():
     pid = os.fork()
     if pid == 0:
         os._exit(7)
     return pid
 
-
-def exit_status_of(pid: int) -> int:
+def exit_status_of(pid):
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+print(json.dumps({{
+    "mount": errno_of(mount_tmpfs),
+    "keyctl": syscall_errno("keyctl", {KEYCTL_GET_KEYRING_ID}, {KEY_SPEC_SESSION_KEYRING}, 0),
+    "personality_query": syscall_errno("personality", {PERSONALITY_QUERY}),
+    "personality_no_randomize": syscall_errno("personality", {ADDR_NO_RANDOMIZE}),
+    "clone3": syscall_errno("clone3", 0, 0),
+    "file_io": errno_of(write_and_read),
+    "fork": exit_status_of(fork_and_exit()),
+    "posix_spawn_true": exit_status_of(os.posix_spawn("/bin/true", ["true"], os.environ)),
+    # Last: in a new user namespace without a uid map, the process is root no more.
+    "unshare_user": syscall_errno("unshare", {syscalls.CLONE_NEWUSER}),
+}}))
+"""
+
+
+def probe_docker_default(workdir: Path, profile: dict[str, Any] | None) -> dict[str, int]:
+    env = [f"PATH={os.environ['PATH']}", f"PYTHONPATH={os.pathsep.join(sys.path)}", f"WORKDIR={workdir}"]
+    return run_confined(PROBE_DOCKER_DEFAULT, {"env": env, "noNewPrivileges": True}, profile)
 
 
 @pytest.mark.requires("root")
 def test_root_can_do_all_the_probes_unfiltered(tmp_path: Path) -> None:
-    result = run_in_child(lambda: probe_docker_default(tmp_path, None))
+    result = probe_docker_default(tmp_path, None)
 
     assert result.pop("keyctl") != errno.EPERM
     assert result.pop("clone3") == errno.EINVAL, "clone3 without arguments is refused by the kernel itself"
@@ -320,9 +300,7 @@ def test_root_can_do_all_the_probes_unfiltered(tmp_path: Path) -> None:
 
 @pytest.mark.requires("root")
 def test_docker_default_profile_blocks_what_docker_blocks(tmp_path: Path) -> None:
-    flt = build_filter(docker_default(DEFAULT_CAPABILITIES))
-
-    result = run_in_child(lambda: probe_docker_default(tmp_path, flt))
+    result = probe_docker_default(tmp_path, docker_default(DEFAULT_CAPABILITIES))
 
     assert result == {
         "mount": errno.EPERM,
@@ -339,34 +317,15 @@ def test_docker_default_profile_blocks_what_docker_blocks(tmp_path: Path) -> Non
 
 @pytest.mark.requires("root")
 def test_docker_confinement_forbids_ptrace_attach() -> None:
-    flt = build_filter(docker_default(DEFAULT_CAPABILITIES))
-
-    def confined_attach(pid: int) -> int:
-        apply_process_capabilities(DOCKER_PROCESS_CAPABILITIES)
-        enter_filter(flt)
-        return syscall_errno("ptrace", PTRACE_ATTACH, pid, 0, 0)
-
     with subprocess.Popen(["sleep", "60"]) as target:
+        code = f'print(json.dumps(syscall_errno("ptrace", {PTRACE_ATTACH}, {target.pid}, 0, 0)))'
         try:
-            confined = run_in_child(lambda: confined_attach(target.pid))
-            unconfined = run_in_child(lambda: syscall_errno("ptrace", PTRACE_ATTACH, target.pid, 0, 0))
+            confined = run_confined(
+                code, {"capabilities": DOCKER_PROCESS_CAPABILITIES}, docker_default(DEFAULT_CAPABILITIES)
+            )
+            unconfined = run_confined(code)
         finally:
             target.kill()
 
     assert unconfined == 0, "root with every capability should be able to attach, or this test proves nothing"
     assert confined == errno.EPERM, "without CAP_SYS_PTRACE, a container must not attach to a more privileged process"
-
-
-@pytest.mark.requires("root")
-def test_loading_needs_no_new_privs_once_sys_admin_is_gone() -> None:
-    flt = build_filter(docker_default(DEFAULT_CAPABILITIES))
-
-    def probe() -> str:
-        apply_process_capabilities(DOCKER_PROCESS_CAPABILITIES)
-        try:
-            load(flt)
-        except FailedPrecondition as err:
-            return str(err)
-        return "loaded"
-
-    assert run_in_child(probe) == "seccomp filter: cannot be loaded without no_new_privs or CAP_SYS_ADMIN"
