@@ -256,6 +256,8 @@ class Monitor:
         self.cgroup = ""
         self.removing = False
         self.exit_status: int | None = None
+        # What the waiters heard at the end, for a wait that comes as the monitor finishes.
+        self.result: dict[str, Any] | None = None
         self.done = False
         self.log = LogWriter(Path(config.log_path), config.log_max_size, config.log_max_files)
 
@@ -312,8 +314,11 @@ class Monitor:
         else:
             conn.close()
         self._loop()
-        # A client that comes now (a wait that missed the exit) hears at once that it is over,
-        # not after the release: closed, the listener resets what waits in its backlog.
+        # What came as the container finished (a wait that just missed its exit) is answered; a
+        # client that comes after hears at once that it is over, not after the release: closed,
+        # the listener resets what waits in its backlog.
+        while select.select([listener], [], [], 0)[0]:
+            self._on_accept(listener, selectors.EVENT_READ)
         listener.close()
         path.unlink(missing_ok=True)
         if self.removing:
@@ -571,6 +576,7 @@ class Monitor:
         if not restart and self.config.auto_remove:
             self._event("destroy")
         result = {"exit_code": self.status.exit_code, "oom_killed": self.status.oom_killed}
+        self.result = result
         for waiter in self.waiters:
             _reply(waiter, result)
             waiter.close()
@@ -685,6 +691,10 @@ class Monitor:
 
     def _op_wait(self, conn: socket.socket, request: dict[str, Any]) -> None:
         _reply(conn, {"waiting": True})
+        if self.done and self.result is not None:
+            _reply(conn, self.result)
+            conn.close()
+            return
         self.waiters.append(conn)
 
     def _op_resize(self, conn: socket.socket, request: dict[str, Any]) -> None:
