@@ -331,7 +331,7 @@ def _sync(parent: socket.socket, first: int) -> int:
             # On a busy machine init can get to "ready" before its parent sends the pid.
             message, fds = sync.recv(parent)
         if message is None or message.get("type") != "pid":
-            raise sync.SyncError((message or {}).get("message") or f"runtime stage 1 failed (status {status})")
+            raise sync.SyncError((message or {}).get("message") or f"webengine-init failed (wait status {status:#x})")
         pid = message["pid"]
         if not ready:
             sync.expect(parent, "ready")

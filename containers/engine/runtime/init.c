@@ -306,6 +306,7 @@ static void pivot(void) {
     rootfs = "";
 }
 
+/* Loopback is down in a new network namespace (network_namespaces(7)); every container expects it up. */
 static void loopback_up(void) {
     int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct ifreq request;
