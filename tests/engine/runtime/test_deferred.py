@@ -18,8 +18,8 @@ import pytest
 from containers.engine.errors import InvalidArgument
 from containers.engine.runtime import sync
 from containers.engine.runtime.container import NativeRuntime
-from containers.engine.runtime.spec import SpecOpt, build_spec, with_env, with_process_args, with_user
-from tests.engine.runtime.bundles import bundle_spec, make_bundle, make_rootfs, write_spec
+from containers.engine.runtime.spec import SpecOpt, build_spec, with_env, with_mounts, with_process_args, with_user
+from tests.engine.runtime.bundles import bundle_spec, cgroups_path, make_bundle, make_rootfs, write_spec
 
 pytestmark = pytest.mark.requires("root", "busybox")
 
@@ -108,3 +108,33 @@ def test_a_container_created_as_usual_runs_the_specs_own_process(runtime: Native
     os.close(out_w)
     runtime.start("not-deferred")
     assert _read_all(out_r) == "sh own\n"
+
+
+@pytest.mark.parametrize("deferred", [True, False])
+def test_a_step_that_fails_fails_the_create_with_inits_words_and_leaves_nothing(
+    runtime: NativeRuntime, state_root: Path, deferred: bool
+) -> None:
+    missing = state_root / "no-such-source"
+    mounts = with_mounts([{"destination": "/data", "type": "bind", "source": str(missing), "options": ["rbind"]}])
+    bundle = make_bundle(state_root / "bundle", "broken", with_process_args(["true"]), mounts)
+    before = _running()
+
+    with pytest.raises(sync.SyncError, match=rf"^mount {missing} on .*/data .*: no such file or directory$"):
+        runtime.create("broken", bundle, deferred=deferred)
+
+    assert runtime.list() == [] and not (runtime.root / "broken").exists()
+    assert not Path("/sys/fs/cgroup/pids", cgroups_path("broken").lstrip("/")).exists(), "its cgroup is removed"
+    assert _running() - before == set(), "neither webengine-init nor the container's init is left running"
+
+
+def _running() -> set[int]:
+    """The processes that run (zombies aside: the monitor, a subreaper, reaps what a failed create leaves)."""
+    running = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except FileNotFoundError:
+            continue
+        if "State:\tZ" not in status:
+            running.add(int(entry))
+    return running
