@@ -8,7 +8,6 @@ a `config.json` which our runtime and runc both accept.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,7 +80,7 @@ def default_spec(container_id: str) -> Spec:
         ],  # fmt: skip
         "linux": {
             "namespaces": [{"type": kind} for kind in NAMESPACES],
-            "resources": {"devices": copy.deepcopy(DEFAULT_DEVICE_RULES)},
+            "resources": {"devices": [dict(rule) for rule in DEFAULT_DEVICE_RULES]},
             "cgroupsPath": f"/webengine/{container_id}",
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
