@@ -1037,7 +1037,9 @@ def _mount(mount: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _rlimit(ulimit: Mapping[str, Any]) -> dict[str, Any]:
-    return {"type": "RLIMIT_" + str(ulimit["Name"]).upper(), "soft": int(ulimit["Soft"]), "hard": int(ulimit["Hard"])}
+    """The OCI rlimit of a Docker ulimit: uint64, so -1 (`--ulimit core=-1`) is RLIM_INFINITY, as in moby."""
+    soft, hard = int(ulimit["Soft"]) % 2**64, int(ulimit["Hard"]) % 2**64
+    return {"type": "RLIMIT_" + str(ulimit["Name"]).upper(), "soft": soft, "hard": hard}
 
 
 def _capabilities(add: list[str], drop: list[str]) -> list[str]:

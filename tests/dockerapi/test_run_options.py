@@ -193,6 +193,13 @@ def test_memory_cpus_and_pids_limit_reach_the_cgroup_and_inspect(api: ApiServer)
 
 
 @cli
+def test_ulimit_sets_the_processs_limits_and_minus_one_is_unlimited(api: ApiServer) -> None:
+    result = api.docker("run", "--rm", "--ulimit", "nofile=1024:2048", "--ulimit", "core=-1", "busybox", "sh", "-c",
+                        "ulimit -Sn; ulimit -Hn; ulimit -Sc; ulimit -Hc")  # fmt: skip
+    assert (result.returncode, result.stdout.split()) == (0, ["1024", "2048", "unlimited", "unlimited"]), result.stderr
+
+
+@cli
 def test_read_only_makes_the_root_filesystem_read_only_but_not_its_tmpfs(api: ApiServer) -> None:
     result = api.docker("run", "--rm", "--read-only", "--tmpfs", "/tmp", "busybox", "sh", "-c",
                         "touch /tmp/yes && echo tmp is writable; touch /no")  # fmt: skip

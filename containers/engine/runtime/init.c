@@ -140,11 +140,12 @@ static void read_plan(void) {
         words[nwords++] = p;
 }
 
+/* A decimal number of the plan; strtoull alone would take "-1" and "0x1f" too. */
 static unsigned long long number(const char *text) {
     char *end;
     errno = 0;
-    unsigned long long value = strtoull(text, &end, 0);
-    if (errno || !*text || *end)
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno || !isdigit((unsigned char)*text) || *end)
         fail(1, "the plan holds %s where a number belongs", text);
     return value;
 }

@@ -42,6 +42,7 @@ from containers.engine.runtime.spec import (
     with_process_args,
     with_readonly_rootfs,
     with_resources,
+    with_rlimits,
     with_terminal,
     with_user,
 )
@@ -355,6 +356,16 @@ def test_it_takes_an_environment_larger_than_a_sockets_default_buffer(run: RunBu
     env = [f"BIG{n}={'x' * 100_000}" for n in range(4)]
     result = run(["sh", "-c", "echo $((${#BIG0} + ${#BIG1} + ${#BIG2} + ${#BIG3}))"], with_env(env))
     assert (result.status, result.lines) == (0, ["400000"]), result.stderr
+
+
+def test_it_sets_rlimits(run: RunBundle) -> None:
+    unlimited = 2**64 - 1  # RLIM_INFINITY, as OCI's uint64 writes it
+    limits = with_rlimits([
+        {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048},
+        {"type": "RLIMIT_CORE", "soft": unlimited, "hard": unlimited},
+    ])  # fmt: skip
+    result = run(["sh", "-c", "ulimit -Sn; ulimit -Hn; ulimit -Sc"], limits)
+    assert (result.status, result.lines) == (0, ["1024", "2048", "unlimited"]), result.stderr
 
 
 def test_it_refuses_writes_to_a_read_only_rootfs(run: RunBundle) -> None:
