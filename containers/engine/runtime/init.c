@@ -520,10 +520,11 @@ static const char *look_path(const char *name, char **env) {
     fail(127, "exec: \"%s\": executable file not found in $PATH", name);
 }
 
+/* chdir, then execve: `path`, or what look_path finds from the new working directory when NULL. */
 static void exec_process(const char *cwd, const char *path, char **argv, char **env) {
     if (chdir(cwd) < 0)
         fail(126, "chdir to cwd (\"%s\") set in config.json failed: %s", cwd, error_text(errno));
-    execve(path, argv, env);
+    execve(path ? path : look_path(argv[0], env), argv, env);
     fail(errno == ENOENT ? 127 : 126, "exec: \"%s\": %s", argv[0], error_text(errno));
 }
 
@@ -571,12 +572,7 @@ static void stand_by(void) {
     memmove(&fields[3 + nargs], &fields[2 + nargs], (count - 2 - nargs) * sizeof *fields);
     fields[2 + nargs] = NULL;
     fields[count + 1] = NULL;
-    char **argv = &fields[2], **env = &fields[3 + nargs];
-    if (chdir(fields[0]) < 0)
-        fail(126, "chdir to cwd (\"%s\") set in config.json failed: %s", fields[0], error_text(errno));
-    const char *path = look_path(argv[0], env);
-    execve(path, argv, env);
-    fail(errno == ENOENT ? 127 : 126, "exec: \"%s\": %s", argv[0], error_text(errno));
+    exec_process(fields[0], NULL, &fields[2], &fields[3 + nargs]);
 }
 
 /* The steps */
