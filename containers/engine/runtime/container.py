@@ -35,7 +35,6 @@ from containers.engine.runtime.cgroups import Manager, Resources, new_manager
 from containers.engine.runtime.rootfs import secure_join
 from containers.engine.runtime.spec import process_identity
 from containers.engine.runtime.state import State, Status, check_transition, process_start_time
-from containers.engine.runtime.user import environ
 
 # A deferred container's state directory: the fifo `start` writes its process to, and what init
 # applied before (the stand-in's `process_identity`), which the process must match.
@@ -355,13 +354,12 @@ def _process_message(directory: Path, state: State, process: Mapping[str, Any]) 
         raise InvalidArgument(
             f"container {state.id}: its init was made for another user, capabilities or limits than the process's"
         )
-    args = [str(arg) for arg in process["args"]]
-    env = environ(process.get("env", []), int(process.get("user", {}).get("uid", 0)), state.rootfs)
-    strings = [process.get("cwd", "/"), str(len(args)), *args, *(f"{key}={value}" for key, value in env.items())]
-    if not args or any("\0" in text for text in strings):
-        raise InvalidArgument(f"container {state.id}: no arguments, or a NUL byte in the process")
-    os.makedirs(secure_join(state.rootfs, strings[0]), mode=0o755, exist_ok=True)
-    payload = b"".join(text.encode() + b"\0" for text in strings)
+    steps = plan.Plan()
+    plan.add_process_step(steps, process, state.rootfs)
+    payload = steps.encode()
+    if len(payload) > plan.MAX_PLAN:
+        raise InvalidArgument(f"container {state.id}: the process takes {len(payload)} bytes, more than its init reads")
+    os.makedirs(secure_join(state.rootfs, process.get("cwd", "/")), mode=0o755, exist_ok=True)
     return struct.pack("=I", len(payload)) + payload
 
 

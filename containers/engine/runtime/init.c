@@ -25,7 +25,7 @@
  *
  * A deferred container's init ends in `stand-by`: it tells `start` it is running by writing "0"
  * into the exec fifo, then waits for `start` to write the process into the process fifo: a
- * 4-byte native length, then NUL-terminated strings: cwd, argc, the arguments, the environment.
+ * 4-byte native length, then a plan of one step, "process" (its cwd, arguments and environment).
  * It then changes directory, looks the executable up as Go's exec.LookPath does and execs it;
  * the exec fifo's last writer closes on exec, so `start` reads its end (success), or the error
  * as JSON, worded as Docker words it.
@@ -65,7 +65,6 @@
 enum { SYNC_FD = 3, FIFO_FD = 4, CONSOLE_FD = 5, PROCESS_FD = 6, FIRST_OTHER_FD = 7 };
 
 #define MAX_PLAN (1 << 20)
-#define MAX_MESSAGE (4 << 20)
 #define MAX_SYMLINKS 255
 
 static int channel = SYNC_FD;   /* where errors go; -1 once nobody listens */
@@ -130,14 +129,20 @@ static char plan[MAX_PLAN];
 static char *words[MAX_PLAN];
 static size_t nwords;
 
+/* The first `size` bytes of `plan` as its words. */
+static void split_words(size_t size) {
+    if (size == 0 || size >= sizeof plan || plan[size - 1] != '\0')
+        fail(1, "the plan is empty, too long or malformed (%zu bytes)", size);
+    nwords = 0;
+    for (char *p = plan; p < plan + size; p += strlen(p) + 1)
+        words[nwords++] = p;
+}
+
 static void read_plan(void) {
     ssize_t size = recv(channel, plan, sizeof plan, MSG_TRUNC);
     if (size < 0)
         fail(1, "read the plan: %s", error_text(errno));
-    if (size == 0 || (size_t)size >= sizeof plan || plan[size - 1] != '\0')
-        fail(1, "the plan is empty, too long or malformed (%zd bytes)", size);
-    for (char *p = plan; p < plan + size; p += strlen(p) + 1)
-        words[nwords++] = p;
+    split_words((size_t)size);
 }
 
 /* A decimal number of the plan; strtoull alone would take "-1" and "0x1f" too. */
@@ -540,41 +545,6 @@ static void read_all(int fd, void *buffer, size_t size) {
     }
 }
 
-/* A standby: running as far as `start` can tell, waiting for its process (the header comment). */
-static void stand_by(void) {
-    errors_to_fifo = 1;
-    if (write(exec_fifo, "0", 1) != 1)
-        fail(1, "write the exec fifo: %s", error_text(errno));
-    uint32_t size;
-    read_all(PROCESS_FD, &size, sizeof size);
-    if (size == 0 || size > MAX_MESSAGE)
-        fail(1, "the process to run is %u bytes long", size);
-    char *message = malloc((size_t)size + 1);
-    if (!message)
-        fail(1, "out of memory");
-    read_all(PROCESS_FD, message, size);
-    message[size] = '\0';
-    close(PROCESS_FD);
-    /* The strings, each NUL-terminated: split in place into cwd, argc, args..., env... */
-    size_t count = 0;
-    for (uint32_t i = 0; i < size; i++)
-        count += message[i] == '\0';
-    char **fields = calloc(count + 2, sizeof *fields);
-    if (!fields || count < 3 || message[size - 1] != '\0')
-        fail(1, "the process to run is malformed");
-    char *p = message;
-    for (size_t i = 0; i < count; i++, p += strlen(p) + 1)
-        fields[i] = p;
-    size_t nargs = strtoul(fields[1], NULL, 10);
-    if (nargs == 0 || 2 + nargs > count)
-        fail(1, "the process to run is malformed");
-    /* argv is fields[2 .. 2+nargs), NULL-terminated by moving the environment one slot up. */
-    memmove(&fields[3 + nargs], &fields[2 + nargs], (count - 2 - nargs) * sizeof *fields);
-    fields[2 + nargs] = NULL;
-    fields[count + 1] = NULL;
-    exec_process(fields[0], NULL, &fields[2], &fields[3 + nargs]);
-}
-
 /* The steps */
 
 struct step {
@@ -591,10 +561,61 @@ static const struct step STEPS[] = {
     {"open-fifo", 0}, {"process", -1}, {"look-up", 0}, {"hang-up", 0}, {"exec", 0}, {"stand-by", 0},
 };
 
-/* The process to exec (non-deferred): its cwd, arguments and environment, and the path found. */
+/* A step of the plan: its name, arguments and their count. */
+struct parsed {
+    const char *name;
+    char **arg;
+    int count;
+};
+
+static struct parsed steps[MAX_PLAN / 4];
+static size_t nsteps;
+
+static void parse_steps(void) {
+    nsteps = 0;
+    for (size_t i = 0; i < nwords;) {
+        const char *name = words[i];
+        if (i + 1 >= nwords)
+            fail(1, "the plan's step %s has no argument count", name);
+        int count = (int)number(words[i + 1]);
+        if (count < 0 || i + 2 + (size_t)count > nwords)
+            fail(1, "the plan's step %s is cut short", name);
+        size_t known = 0;
+        while (known < sizeof STEPS / sizeof *STEPS && strcmp(STEPS[known].name, name))
+            known++;
+        if (known == sizeof STEPS / sizeof *STEPS || (STEPS[known].arguments >= 0 && STEPS[known].arguments != count))
+            fail(1, "the plan has an unknown step %s with %d arguments", name, count);
+        steps[nsteps++] = (struct parsed){name, &words[i + 2], count};
+        i += 2 + (size_t)count;
+    }
+}
+
+static void run_step(const char *name, char **arg, int count);
+
+/* The process to exec: its cwd, arguments and environment, and the path found (none for a standby's). */
 static const char *process_cwd = "/";
 static char **process_argv, **process_env;
 static const char *process_path;
+
+/* A standby: running as far as `start` can tell, waiting for its process (the header comment). */
+static void stand_by(void) {
+    errors_to_fifo = 1;
+    if (write(exec_fifo, "0", 1) != 1)
+        fail(1, "write the exec fifo: %s", error_text(errno));
+    uint32_t size;
+    read_all(PROCESS_FD, &size, sizeof size);
+    if (size == 0 || size >= sizeof plan)
+        fail(1, "the process to run is %u bytes long", size);
+    /* The create's plan is carried out: its buffer takes the process's own, one "process" step. */
+    read_all(PROCESS_FD, plan, size);
+    close(PROCESS_FD);
+    split_words(size);
+    parse_steps();
+    if (nsteps != 1 || strcmp(steps[0].name, "process"))
+        fail(1, "the process to run is malformed");
+    run_step(steps[0].name, steps[0].arg, steps[0].count);
+    exec_process(process_cwd, NULL, process_argv, process_env);
+}
 
 static void run_step(const char *name, char **arg, int count) {
     char path[PATH_MAX];
@@ -730,34 +751,6 @@ static void close_others(void) {
     getrlimit(RLIMIT_NOFILE, &limit);
     for (rlim_t fd = FIRST_OTHER_FD; fd < limit.rlim_cur; fd++)
         close((int)fd);
-}
-
-/* A step of the plan: its name, arguments and their count. */
-struct parsed {
-    const char *name;
-    char **arg;
-    int count;
-};
-
-static struct parsed steps[MAX_PLAN / 4];
-static size_t nsteps;
-
-static void parse_steps(void) {
-    for (size_t i = 0; i < nwords;) {
-        const char *name = words[i];
-        if (i + 1 >= nwords)
-            fail(1, "the plan's step %s has no argument count", name);
-        int count = (int)number(words[i + 1]);
-        if (count < 0 || i + 2 + (size_t)count > nwords)
-            fail(1, "the plan's step %s is cut short", name);
-        size_t known = 0;
-        while (known < sizeof STEPS / sizeof *STEPS && strcmp(STEPS[known].name, name))
-            known++;
-        if (known == sizeof STEPS / sizeof *STEPS || (STEPS[known].arguments >= 0 && STEPS[known].arguments != count))
-            fail(1, "the plan has an unknown step %s with %d arguments", name, count);
-        steps[nsteps++] = (struct parsed){name, &words[i + 2], count};
-        i += 2 + (size_t)count;
-    }
 }
 
 int main(int argc, char **argv) {

@@ -155,12 +155,20 @@ def add_process(plan: Plan, process: Mapping[str, Any], seccomp_filter: Compiled
 
 def _process(plan: Plan, process: Mapping[str, Any], root: str) -> None:
     """The process to exec, and the executable looked up (an error here fails the create, as in runc)."""
+    add_process_step(plan, process, root)
+    plan.add("look-up")
+
+
+def add_process_step(plan: Plan, process: Mapping[str, Any], root: str) -> None:
+    """The "process" step: working directory, arguments, environment (HOME from `root`'s /etc/passwd).
+
+    It is all a standby's init is sent at start (see NativeRuntime.start).
+    """
     args = [str(arg) for arg in process.get("args") or ()]
     if not args:
         raise InvalidArgument("process.args must not be empty")
     env = environ(process.get("env", []), int(process.get("user", {}).get("uid", 0)), root)
     plan.add("process", process.get("cwd", "/"), len(args), *args, *(f"{k}={v}" for k, v in env.items()))
-    plan.add("look-up")
 
 
 def _finalize(plan: Plan, process: Mapping[str, Any], seccomp_filter: CompiledFilter | None) -> None:
