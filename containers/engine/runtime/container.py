@@ -145,8 +145,6 @@ class NativeRuntime:
         console_socket: socket.socket | None,
         deferred_in: Path | None,
     ) -> int:
-        if spec["process"].get("terminal") and console_socket is None:
-            raise InvalidArgument("process.terminal is set but no console socket was given")
         linux = spec.get("linux", {})
         seccomp_filter = seccomp.compile_filter(linux["seccomp"]) if linux.get("seccomp") else None
         steps = plan.create_plan(spec, rootfs, deferred=deferred_in is not None, seccomp_filter=seccomp_filter)
@@ -271,8 +269,6 @@ class NativeRuntime:
         spec = load_spec(Path(state.bundle))
         linux = spec.get("linux", {})
         process = {**spec["process"], **process}
-        if process.get("terminal") and console_socket is None:
-            raise InvalidArgument("process.terminal is set but no console socket was given")
         seccomp_filter = seccomp.compile_filter(linux["seccomp"]) if linux.get("seccomp") else None
         types = [ns["type"] for ns in linux.get("namespaces", [])]
         steps = plan.exec_plan(state.pid, types, process, seccomp_filter)
@@ -290,6 +286,8 @@ def _spawn_and_sync(
     program = init_path()
     if not os.access(program, os.X_OK):
         raise Unavailable(f"the runtime's init is not built at {program}: run make")
+    if ("hand-console",) in steps.steps and plan.CONSOLE_FD not in fds:
+        raise InvalidArgument("process.terminal is set but no console socket was given")
     message = steps.encode()
     if len(message) > plan.MAX_PLAN:
         raise InvalidArgument(f"the container's set-up takes {len(message)} bytes, more than its init reads")

@@ -18,7 +18,15 @@ import pytest
 from containers.engine.errors import InvalidArgument
 from containers.engine.runtime import sync
 from containers.engine.runtime.container import NativeRuntime
-from containers.engine.runtime.spec import SpecOpt, build_spec, with_env, with_mounts, with_process_args, with_user
+from containers.engine.runtime.spec import (
+    SpecOpt,
+    build_spec,
+    with_env,
+    with_mounts,
+    with_process_args,
+    with_terminal,
+    with_user,
+)
 from tests.engine.runtime.bundles import bundle_spec, cgroups_path, make_bundle, make_rootfs, write_spec
 
 pytestmark = pytest.mark.requires("root", "busybox")
@@ -138,3 +146,15 @@ def _running() -> set[int]:
         if "State:\tZ" not in status:
             running.add(int(entry))
     return running
+
+
+def test_a_terminal_without_a_console_socket_is_refused_before_anything_runs(
+    runtime: NativeRuntime, state_root: Path
+) -> None:
+    bundle = make_bundle(state_root / "bundle", "tty", with_process_args(["sh"]), with_terminal(True))
+    before = _running()
+
+    with pytest.raises(InvalidArgument, match="^process.terminal is set but no console socket was given$"):
+        runtime.create("tty", bundle)
+
+    assert runtime.list() == [] and _running() - before == set()
