@@ -213,6 +213,8 @@ class Containers:
             return []
         records = []
         for entry in self.root.iterdir():
+            if entry.name.startswith("."):  # the lock and the standby and removal indexes
+                continue
             try:
                 records.append(Record(**json.loads((entry / "container.json").read_text())))
             except (FileNotFoundError, NotADirectoryError):
@@ -333,8 +335,9 @@ class Containers:
         return (candidate, wanted) if _shape(wanted) == _shape(made) else None
 
     def _fill_standby(self, record: Record, pid: int | None) -> bool:
-        """Make a standby of `record`'s image with its settings (see standby.py); False if none is
-        wanted: `PER_IMAGE` of those settings wait already, or `MAXIMUM` standbys in all.
+        """Make a standby of `record`'s image with its settings (see standby.py) if one is wanted:
+        fewer than `PER_IMAGE` of those settings wait, and fewer than `MAXIMUM` standbys in all.
+        Return whether another is wanted after it.
 
         Once `record`'s container has exited, or has run a while: on a busy machine, making the
         next container while this one starts, runs and is removed slows all of that down.
@@ -345,7 +348,8 @@ class Containers:
         hostname = record.config.get("Hostname") or ""
         own_hostname = "" if hostname == record.id[:12] else hostname
         alike = [s for s in self.standbys.waiting(record.image) if self._as_standby(record, own_hostname, s)]
-        if len(alike) >= PER_IMAGE or len(self.standbys.all()) >= MAXIMUM:
+        wanted = min(PER_IMAGE - len(alike), MAXIMUM - len(self.standbys.all()))
+        if wanted <= 0:
             return False
         image = self.images.get(record.image)
         parent = self.images.unpack(image)
@@ -373,7 +377,8 @@ class Containers:
         if "monitor_pid" not in answer:
             return False
         self.standbys.add(Standby(standby_id, image.id, answer["monitor_pid"]))
-        return True
+        # Counted, not looked at again: a look works out a spec for each standby that waits.
+        return wanted > 1
 
     def release_image_holders(self, timeout: float = 10.0) -> None:
         """Before images go: wait for auto-removed containers to be released, give up idle standbys.

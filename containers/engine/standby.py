@@ -131,7 +131,7 @@ class Standbys:
             self.abort(standby.id)
 
     def fill_in_background(self, image: str, fill: Callable[[], bool]) -> None:
-        """Have the filler thread call `fill` (make a standby of `image`) until it makes none (see `_fill`).
+        """Have the filler thread call `fill` (make a standby of `image`) while it wants more (see `_fill`).
 
         One thread for all, started once: starting a thread takes a while on a busy interpreter,
         and each `docker run`'s start would wait for it.
@@ -155,8 +155,9 @@ class Standbys:
                 self._requests.task_done()
 
     def _fill(self, image: str, fill: Callable[[], bool]) -> None:
-        """Call `fill` until it makes none, PER_IMAGE times at most: a standby that dies as soon as it
-        is made (its init killed, out of memory) no longer counts, and must not have the next made forever."""
+        """Call `fill` while it says another is wanted, PER_IMAGE times at most: a standby that dies as
+        soon as it is made (its init killed, out of memory) no longer counts, and must not have the next
+        made forever."""
         try:
             for _ in range(PER_IMAGE):
                 if not fill():

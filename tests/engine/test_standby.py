@@ -114,6 +114,18 @@ def test_other_settings_are_not_adopted_and_the_standby_waits_on(engine: Engine)
     assert sorted(engine.containers.standbys.waiting(standbys[0].image), key=str) == sorted(standbys, key=str)
 
 
+def test_a_run_that_takes_a_standby_leaves_one_made_in_its_place_and_no_more(engine: Engine) -> None:
+    _run(engine, _config(["true"]), keep_warm=True)
+    first = {s.id for s in _standbys(engine)}
+    record, _, _ = _run(engine, _config(["true"]), keep_warm=True)
+    assert record.id in first
+    image = engine.images.get("busybox").id
+    wait_for(lambda: len(engine.containers.standbys.waiting(image)) == PER_IMAGE, 10, "the standby in its place")
+    time.sleep(STANDBY_FILL_DELAY + 0.3)  # a second one would be made by now
+    now = {s.id for s in engine.containers.standbys.waiting(image)}
+    assert len(now) == PER_IMAGE and len(now - first) == 1, "the one left and one new, as many as before"
+
+
 def test_runs_with_other_settings_get_standbys_of_their_own(engine: Engine) -> None:
     _run(engine, _config(["true"]), keep_warm=True)
     plain = {s.id for s in _standbys(engine)}
@@ -211,7 +223,7 @@ def test_draining_gives_up_every_standby(engine: Engine) -> None:
 
 
 def test_standbys_that_die_as_soon_as_they_are_made_are_not_made_again_and_again(state_root: Path) -> None:
-    # The seam: a fill that made a standby each time (True), which was gone before the next look.
+    # The seam: a fill that made a standby each time and wanted another (True): the last was gone at once.
     standbys = Standbys(state_root / "containers", ttl=60.0, release_orphan=lambda _: None)
     made: list[int] = []
 
