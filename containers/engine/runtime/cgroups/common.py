@@ -143,14 +143,19 @@ def write(directory: Path, name: str, value: str | int) -> None:
     to make.
     """
     path = directory / name
-    data = str(value).encode()
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     try:
-        os.write(fd, data)
-    except OSError as err:
-        raise OSError(err.errno, f"{err.strerror} (writing {str(value)!r})", os.fspath(path)) from err
+        write_open(fd, path, value)
     finally:
         os.close(fd)
+
+
+def write_open(fd: int, path: Path, value: str | int) -> None:
+    """Write `value` in one write(2) to `fd`, the cgroup file `path` opened for writing (see `write`)."""
+    try:
+        os.write(fd, str(value).encode())
+    except OSError as err:
+        raise OSError(err.errno, f"{err.strerror} (writing {str(value)!r})", os.fspath(path)) from err
 
 
 def read(directory: Path, name: str) -> str:
