@@ -63,9 +63,10 @@ class Plan:
     def encode(self) -> bytes:
         """One message of NUL-terminated strings: each step's name, its argument count, its arguments."""
         words = [word for name, *args in self.steps for word in (name, str(len(args)), *args)]
-        if any("\0" in word for word in words):
+        text = "\0".join(words) + "\0"
+        if text.count("\0") != len(words):
             raise InvalidArgument("the container's spec holds a NUL byte")
-        return b"".join(word.encode() + b"\0" for word in words)
+        return text.encode()
 
 
 def create_plan(
