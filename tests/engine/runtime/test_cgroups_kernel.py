@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -234,6 +235,22 @@ def test_kill_all_leaves_no_process(sandbox: Sandbox) -> None:
     sandbox.manager.kill_all()
     assert child.wait(timeout=5) == -9
     wait_for(lambda: sandbox.manager.pids() == [])
+
+
+def test_kill_all_of_a_cgroup_removed_as_it_looks_is_no_error(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docker rm -f` of a container that has just exited: its monitor removes the cgroup meanwhile."""
+    manager = sandbox.manager
+    frozen = manager.frozen
+
+    def removed_first() -> bool:  # the seam: the removal lands between kill_all's look and its freeze
+        manager.destroy()
+        return frozen()
+
+    monkeypatch.setattr(manager, "frozen", removed_first)
+    manager.kill_all(signal.SIGTERM)  # not v2's cgroup.kill, which freezes nothing
+    assert not manager.exists()
 
 
 def test_destroy_kills_what_is_left_and_removes_the_directories(sandbox: Sandbox) -> None:

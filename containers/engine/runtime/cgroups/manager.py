@@ -112,8 +112,8 @@ class Manager(Protocol):
 
         The cgroup is frozen while the signals go out so that no process forks a child that the
         signals miss. A frozen cgroup stays frozen, unless `sig` is SIGKILL: a frozen task cannot
-        die, so the cgroup is thawed to let the kill happen. A cgroup that does not exist has no
-        processes to signal.
+        die, so the cgroup is thawed to let the kill happen. A cgroup that does not exist, or is
+        removed meanwhile, has no processes to signal.
         """
 
     def destroy(self) -> None:
@@ -232,8 +232,13 @@ def _procs(directory: Path) -> set[int]:
     """Return the processes in the cgroup `directory` and below; none if it does not exist."""
     found: set[int] = set()
     for current, _, _ in os.walk(directory):
-        with contextlib.suppress(FileNotFoundError):  # a child cgroup removed during the walk
+        try:
             found.update(int(pid) for pid in read(Path(current), "cgroup.procs").split())
+        except FileNotFoundError:  # removed during the walk
+            continue
+        except OSError as err:
+            if err.errno != errno.ENODEV:  # ENODEV: being removed as it was read
+                raise
     return found
 
 
@@ -312,6 +317,15 @@ class _BaseManager(abc.ABC):
         return any(directory.is_dir() for directory in self._directories())
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        try:
+            self._kill_all(sig)
+        except EngineError:
+            # Removed meanwhile, by the monitor of a container that has just exited: a cgroup goes
+            # only once it has no processes, so none are left to signal.
+            if self.exists():
+                raise
+
+    def _kill_all(self, sig: int) -> None:
         if not self.exists():
             return
         was_frozen = self.frozen()
@@ -488,10 +502,10 @@ class V2Manager(_BaseManager):
         with _kernel_errors(f"cgroup {self.path}: failed to read OOM kills"):
             return memory.oom_kills_v2(self._dir)
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+    def _kill_all(self, sig: int) -> None:
         # cgroup.kill (Linux 5.14) kills the whole subtree at once, racing with no fork.
         if sig == signal.SIGKILL and (self._dir / "cgroup.kill").exists():
             with _kernel_errors(f"cgroup {self.path}: failed to kill its processes"):
                 write(self._dir, "cgroup.kill", 1)
             return
-        super().kill_all(sig)
+        super()._kill_all(sig)
