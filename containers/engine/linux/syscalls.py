@@ -51,6 +51,9 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
+# A send buffer beyond the rmem/wmem limits, for root (socket(7)); Python's socket module does not name it.
+SO_SNDBUFFORCE = 32
+
 # glibc has no pivot_root() wrapper (pivot_root(2), "NOTES"), so it is called through syscall(2).
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

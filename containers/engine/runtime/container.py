@@ -30,6 +30,7 @@ from containers.engine.errors import (
     NotFound,
     Unavailable,
 )
+from containers.engine.linux.syscalls import SO_SNDBUFFORCE
 from containers.engine.runtime import plan, seccomp, sync
 from containers.engine.runtime.cgroups import Manager, Resources, new_manager
 from containers.engine.runtime.rootfs import secure_join
@@ -41,7 +42,6 @@ from containers.engine.runtime.state import State, Status, check_transition, pro
 PROCESS_FIFO = "process.fifo"
 DEFERRED = "deferred.json"
 
-_SO_SNDBUFFORCE = 32  # <asm-generic/socket.h>; Python's socket module does not name it
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -308,7 +308,7 @@ def _spawn_and_sync(
     try:
         cgroup.add(first)
         # One message, which a unix socket takes only within its send buffer (socket(7), SO_SNDBUFFORCE).
-        parent.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, len(message) + 4096)
+        parent.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(message) + 4096)
         parent.send(message)
     except BaseException:
         _kill_and_wait(first)

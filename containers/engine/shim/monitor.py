@@ -9,7 +9,8 @@ redis can restart or die without touching the container. It:
 - serves `<state dir>/monitor.sock`: attach, exec, resize, wait and status requests;
 - reaps the container and exec'd processes, records exit code, OOM kill, start and finish times in
   `<state dir>/monitor.json`, restarts the container as its restart policy says, and finally
-  unmounts the rootfs and exits.
+  unmounts the rootfs and exits; or, if the container was removed at its exit (`--rm`), goes
+  back to the shim server to supervise the next container (see server.py).
 
 A standby monitor (`Config.standby`, see containers/engine/standby.py) creates its container with
 the process deferred and waits on monitor.sock: a `go` request brings the process and the
@@ -259,6 +260,8 @@ class Monitor:
         # What the waiters heard at the end, for a wait that comes as the monitor finishes.
         self.result: dict[str, Any] | None = None
         self.done = False
+        # Whether this process may supervise another container once `run` returns (see server.py).
+        self.reusable = False
         self.log = LogWriter(Path(config.log_path), config.log_max_size, config.log_max_files)
 
     #
@@ -269,15 +272,27 @@ class Monitor:
         """Start the container, answer `conn` with its pid or the error, then supervise until the end.
 
         With `attach`, `conn` stays open as an attach stream from the container's very first byte
-        (`docker run` attaches before it starts the container, and loses nothing).
+        (`docker run` attaches before it starts the container, and loses nothing). Returns once
+        the container is released, having closed what it opened; `reusable` then says whether
+        this process may go on to supervise another container (see server.py).
         """
-        os.setsid()
+        if os.getsid(0) != os.getpid():  # a monitor that supervised a container before is a leader already
+            os.setsid()
         set_child_subreaper()
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self._run(conn, attach, wake_r)
+        finally:
+            signal.set_wakeup_fd(-1)
+            self.sel.close()
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _run(self, conn: socket.socket, attach: dict[str, bool] | None, wake_r: int) -> None:
         self.sel.register(wake_r, selectors.EVENT_READ, self._on_signal)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         path = self.dir / "monitor.sock"
@@ -323,6 +338,8 @@ class Monitor:
         path.unlink(missing_ok=True)
         if self.removing:
             self._release_removed()
+            # Nothing is left of the container, and nobody knows this process as its monitor any more.
+            self.reusable = True
 
     def _loop(self) -> None:
         while not (self.done and not any(c.out for c in self.clients)):
