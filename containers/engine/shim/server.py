@@ -167,14 +167,14 @@ def _supervise(conn: socket.socket, request: dict[str, Any], theirs: socket.sock
     """Be the monitor of the container `request` describes, then of those the server hands over
     next on `theirs`, while each was removed at its exit and left nothing behind (see IDLE_MAX)."""
     held = _open_descriptors() - {conn.fileno()}
-    for _ in range(SERVES_MAX):
+    for served in range(1, SERVES_MAX + 1):
         known = {f.name for f in fields(Config)}
         monitor = Monitor(Config(**{k: v for k, v in request["config"].items() if k in known}))
         monitor.run(conn, request.get("attach"))
         reusable = monitor.reusable
         del monitor
         conn.close()
-        if theirs is None or not reusable or not _left_nothing(held):
+        if theirs is None or served == SERVES_MAX or not reusable or not _left_nothing(held):
             return
         try:
             theirs.send(_IDLE)
