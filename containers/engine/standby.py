@@ -62,6 +62,8 @@ class Standbys:
         self._release_orphan = release_orphan
         self._lock = threading.Lock()
         self._filling: set[str] = set()
+        # Images whose standbys were taken while their fill ran: it looks again before it ends.
+        self._taken_meanwhile: set[str] = set()
         self._requests: queue.Queue[tuple[str, Callable[[], bool]]] = queue.Queue()
         self._filler: threading.Thread | None = None
         self._drained = False
@@ -137,7 +139,12 @@ class Standbys:
         and each `docker run`'s start would wait for it.
         """
         with self._lock:
-            if self.ttl <= 0 or self._drained or image in self._filling or len(self._filling) >= MAXIMUM:
+            if self.ttl <= 0 or self._drained:
+                return
+            if image in self._filling:
+                self._taken_meanwhile.add(image)
+                return
+            if len(self._filling) >= MAXIMUM:
                 return
             self._filling.add(image)
             if self._filler is None:
@@ -155,18 +162,25 @@ class Standbys:
                 self._requests.task_done()
 
     def _fill(self, image: str, fill: Callable[[], bool]) -> None:
-        """Call `fill` while it says another is wanted, PER_IMAGE times at most: a standby that dies as
-        soon as it is made (its init killed, out of memory) no longer counts, and must not have the next
-        made forever."""
+        """Call `fill` while it says another is wanted, or a start took a standby of the image
+        meanwhile (back to back runs), PER_IMAGE times at most: a standby that dies as soon as it is
+        made (its init killed, out of memory) no longer counts, and must not have the next made forever."""
         try:
             for _ in range(PER_IMAGE):
-                if not fill():
+                with self._lock:
+                    self._taken_meanwhile.discard(image)
+                if not fill() and not self._was_taken_meanwhile(image):
                     break
         except Exception:  # a standby is an optimisation: the next run is made on the spot instead
             logger.exception("could not make a standby container of %s", image)
         finally:
             with self._lock:
                 self._filling.discard(image)
+                self._taken_meanwhile.discard(image)
+
+    def _was_taken_meanwhile(self, image: str) -> bool:
+        with self._lock:
+            return image in self._taken_meanwhile
 
     def _join_fills(self) -> None:
         self._requests.join()

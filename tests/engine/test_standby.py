@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,6 +235,27 @@ def test_standbys_that_die_as_soon_as_they_are_made_are_not_made_again_and_again
     standbys.fill_in_background("busybox", fill)
     standbys.release()  # once the fill is over
     assert len(made) == PER_IMAGE, "as many as a run may leave behind, then the next run's turn"
+
+
+def test_a_standby_taken_while_the_fill_runs_is_made_again_by_it(state_root: Path) -> None:
+    # The seam: a fill that made the one standby wanted when it looked, while the next run took another.
+    standbys = Standbys(state_root / "containers", ttl=60.0, release_orphan=lambda _: None)
+    looks: list[int] = []
+    looking, taken = threading.Event(), threading.Event()
+
+    def fill() -> bool:
+        looks.append(1)
+        if len(looks) == 1:
+            looking.set()
+            taken.wait(10)
+        return False
+
+    standbys.fill_in_background("busybox", fill)
+    assert looking.wait(10)
+    standbys.fill_in_background("busybox", fill)  # the next run's start, which took a standby
+    taken.set()
+    standbys.release()  # once the fill is over
+    assert len(looks) == 2, "it looked again, and made the one taken meanwhile"
 
 
 def test_a_standby_whose_monitor_was_killed_is_released_all_the_same(engine: Engine) -> None:
