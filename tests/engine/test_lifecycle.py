@@ -21,6 +21,7 @@ from containers.engine.runtime.state import process_start_time
 from containers.engine.shim.logfile import read_log
 from tests.conftest import has_feature
 from tests.engine.conftest import busybox_engine
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.requires("root", "overlayfs", "busybox")
 
@@ -171,6 +172,18 @@ def test_exec_runs_in_the_container_with_its_exit_code(engine: Engine) -> None:
         stream.close_stdin()
         out, _ = stream.collect()
     assert out == b"through stdin\n"
+
+
+def test_an_execs_output_is_its_own_not_the_containers(engine: Engine) -> None:
+    ticking = ["sh", "-c", "while true; do echo tick; sleep 0.05; done"]
+    record = engine.containers.create({"Image": "busybox", "Cmd": ticking})
+    engine.containers.start(record.id)
+    command = ["sh", "-c", "sleep 0.3; echo mine; echo to-pid-1 > /proc/1/fd/1"]
+    with engine.containers.exec(record.id, command) as stream:
+        out, err = stream.collect()
+    assert (out, err) == (b"mine\n", b""), "docker exec shows what its process writes, as on Docker"
+    wait_for(lambda: "to-pid-1" in output(engine, record.id), 5, "the line written to PID 1's stdout in its log")
+    engine.containers.remove(record.id, force=True)
 
 
 def test_exec_with_a_tty_follows_resize(engine: Engine) -> None:

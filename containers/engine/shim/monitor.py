@@ -122,6 +122,7 @@ class Client:
     def __init__(self, monitor: Monitor, conn: socket.socket, streams: set[int]) -> None:
         self.monitor = monitor
         self.conn = conn
+        # The container's output streams this client gets (an attach's; an exec gets its own process's).
         self.streams = streams
         self.reader = protocol.FrameReader()
         self.out = bytearray()
@@ -784,7 +785,8 @@ class Monitor:
         _reply(conn, {"pid": pid})
         client = None
         if not request.get("detach"):
-            client = Client(self, conn, {protocol.STDOUT, protocol.STDERR})
+            # Of the container's own streams, none: the exec's output goes to it (`_on_exec_output`).
+            client = Client(self, conn, set())
             client.tty_fd = master
             client.stdin_fd = stdin_w
             client.owns_stdin = True
