@@ -44,8 +44,9 @@ from containers.engine.shim.monitor import Config, Monitor, _reply
 # new monitor is a fork whose first touches copy about a thousand of this server's pages (3 us each
 # here), then an exit that unmaps them: a monitor kept for the next container spares that, about a
 # quarter of the CPU webengine spends on a `docker run --rm` (50 `docker run --rm busybox true` in
-# a row, CPU from /proc/stat: 40 -> 31 ms a run). Kept: IDLE_MAX waiting at most, each for IDLE_S
-# at most, and a process serves SERVES_MAX containers at most (its heap only grows).
+# a row, CPU from /proc/stat: 40 -> 31 ms a run, or 48 -> 39 in a slow spell). Kept: IDLE_MAX waiting
+# at most, each for IDLE_S at most, and a process serves SERVES_MAX containers at most (its heap
+# only grows).
 IDLE_MAX = 4
 IDLE_S = 60.0
 SERVES_MAX = 200
