@@ -186,6 +186,19 @@ def test_an_execs_output_is_its_own_not_the_containers(engine: Engine) -> None:
     engine.containers.remove(record.id, force=True)
 
 
+def test_a_container_seen_exited_is_released_and_starts_again_at_once(engine: Engine) -> None:
+    """`docker wait` (which may poll the state) then `docker start`: the start must not race the release."""
+    record = engine.containers.create({"Image": "busybox", "Cmd": ["true"]})
+    rootfs = engine.config.containers_root / record.id / "rootfs"
+    for _ in range(10):
+        engine.containers.start(record.id)
+        while engine.containers.state(record.id).status != "exited":
+            pass  # as fast as a poll can see it
+        with open("/proc/self/mounts") as f:
+            assert not any(line.split()[1] == str(rootfs) for line in f), "exited, but its rootfs still mounted"
+    engine.containers.remove(record.id)
+
+
 def test_exec_with_a_tty_follows_resize(engine: Engine) -> None:
     record = engine.containers.create({"Image": "busybox", "Cmd": ["sleep", "1000"]})
     engine.containers.start(record.id)

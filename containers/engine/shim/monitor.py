@@ -572,9 +572,12 @@ class Monitor:
                 return {"oom_killed": self.status.oom_killed}
             self.runtime.delete(self.config.id, force=True)
             if not restart:
-                self.status.status = "exited"
-                self._save()
-                self._release_now()
+                # Released before the status says so: whoever reads "exited" may start it again at once.
+                try:
+                    self._release_now()
+                finally:
+                    self.status.status = "exited"
+                    self._save()
             return {"oom_killed": self.status.oom_killed}
 
         # The cgroup's verdict, the runtime's delete, the final status and the release, before
