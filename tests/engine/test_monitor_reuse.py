@@ -30,7 +30,10 @@ def _waiting(engine: Engine) -> list[int]:
 
 
 def _start(engine: Engine, command: list[str], removed: bool = True) -> tuple[str, int]:
-    """Start a container (removed at its exit unless told); return its ID and its monitor's pid."""
+    """Start a container (removed at its exit unless told); return its ID and its monitor's pid.
+
+    A container removed at its exit must run a moment, for its monitor.json to be read.
+    """
     record = engine.containers.create({"Image": "busybox", "Cmd": command}, {"AutoRemove": removed})
     engine.containers.start(record.id)
     return record.id, _monitor_of(engine, record.id)
@@ -76,7 +79,7 @@ def test_a_waiting_monitor_that_was_killed_is_passed_over(engine: Engine) -> Non
     first = _one_waiting(engine)
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: process_start_time(first) is None, 10, "the monitor to die")
-    container_id, pid = _start(engine, ["sh", "-c", "exit 4"])
+    container_id, pid = _start(engine, ["sh", "-c", "sleep 0.2; exit 4"])
     assert pid != first
     assert engine.containers.wait(container_id, timeout=20).exit_code == 4
 
