@@ -21,7 +21,7 @@ import gc
 import json
 import os
 import resource
-import select
+import selectors
 import signal
 import socket
 import sys
@@ -73,15 +73,24 @@ class _Monitors:
     socket. A monitor that exits closes its end, which the server reads as the end of file.
     """
 
-    def __init__(self, limits: tuple[int, int]) -> None:
+    def __init__(self, limits: tuple[int, int], listener: socket.socket) -> None:
         # The descriptor limits the server was started with, which its monitors keep.
         self.limits = limits
         self.busy: dict[socket.socket, int] = {}
         # (socket, pid, since when), the monitor that waited longest first.
         self.idle: list[tuple[socket.socket, int, float]] = []
+        # The listener and every monitor's socket, kept registered: a busy node has thousands of
+        # monitors, which a select(2) or poll(2) set rebuilt for every request would go through.
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ)
 
-    def sockets(self) -> list[socket.socket]:
-        return [*self.busy, *(ours for ours, _, _ in self.idle)]
+    def inherited(self) -> list[Any]:
+        """What a forked monitor must close: the server's sockets to the others, and the selector."""
+        return [*self.busy, *(ours for ours, _, _ in self.idle), self.selector]
+
+    def ready(self) -> list[Any]:
+        """Wait until the listener or a monitor's socket is readable, or a waiting monitor's time is up."""
+        return [key.fileobj for key, _ in self.selector.select(self.timeout())]
 
     def timeout(self) -> float | None:
         """Seconds until the monitor that waited longest is let go; None if none waits."""
@@ -89,6 +98,11 @@ class _Monitors:
 
     def forked(self, ours: socket.socket, pid: int) -> None:
         self.busy[ours] = pid
+        self.selector.register(ours, selectors.EVENT_READ)
+
+    def _drop(self, ours: socket.socket) -> None:
+        self.selector.unregister(ours)
+        ours.close()
 
     def heard(self, ours: socket.socket) -> None:
         """Read what a monitor said: it waits for a container, or it has exited."""
@@ -99,15 +113,15 @@ class _Monitors:
         pid = self.busy.pop(ours, None)
         self.idle = [entry for entry in self.idle if entry[0] is not ours]
         if said != _IDLE or pid is None:
-            ours.close()
+            self._drop(ours)
             return
         self.idle.append((ours, pid, time.monotonic()))
         if len(self.idle) > IDLE_MAX:
-            self.idle.pop(0)[0].close()
+            self._drop(self.idle.pop(0)[0])
 
     def let_go_of_old(self) -> None:
         while self.idle and time.monotonic() - self.idle[0][2] >= IDLE_S:
-            self.idle.pop(0)[0].close()
+            self._drop(self.idle.pop(0)[0])
 
     def hand(self, conn: socket.socket, request: dict[str, Any]) -> bool:
         """Give the spawn to the monitor that waited least (its pages are the warmest); False if none took it."""
@@ -119,7 +133,7 @@ class _Monitors:
                 ours.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(message) + 4096)
                 socket.send_fds(ours, [message], [conn.fileno()])
             except OSError:  # it died while it waited
-                ours.close()
+                self._drop(ours)
                 continue
             self.busy[ours] = pid
             return True
@@ -129,13 +143,13 @@ class _Monitors:
         """Let every waiting monitor go, and wait until they have exited; busy ones exit when done."""
         idle, self.idle = self.idle, []
         for ours, _, _ in idle:
-            ours.close()
+            self._drop(ours)
         for _, pid, _ in idle:
             wait_exited(pid, timeout)
 
 
-def _spawn(conn: socket.socket, request: dict[str, Any], inherited: list[socket.socket], monitors: _Monitors) -> None:
-    """Fork a monitor for the container `request` describes (it closes the server's `inherited` sockets).
+def _spawn(conn: socket.socket, request: dict[str, Any], inherited: list[Any], monitors: _Monitors) -> None:
+    """Fork a monitor for the container `request` describes (it closes what the server's `inherited` holds).
 
     Only the monitor of a container removed at its exit, or of a standby (which such a run may
     adopt), gets a socket to the server: the others exit with their container.
@@ -152,8 +166,8 @@ def _spawn(conn: socket.socket, request: dict[str, Any], inherited: list[socket.
         return
     code = 0
     try:
-        for sock in [*inherited, *([ours] if ours is not None else [])]:
-            sock.close()
+        for held in [*inherited, *([ours] if ours is not None else [])]:
+            held.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, monitors.limits)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _supervise(conn, request, theirs)
@@ -218,19 +232,14 @@ def serve(path: Path) -> None:
     os.chmod(tmp, 0o600)
     listener.listen(128)
     os.replace(tmp, path)
-    # A socket to each monitor a container may be kept for: thousands on a busy node, so poll(2),
-    # not select(2)'s 1024 descriptors, and the hard limit for the server (its children get back
-    # the limit it was started with, which containers inherit).
+    # A socket to each monitor a container may be kept for: thousands on a busy node, so the hard
+    # descriptor limit for the server (its children get back the limit it was started with, which
+    # containers inherit).
     limits = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits[1], limits[1]))
-    monitors = _Monitors(limits)
+    monitors = _Monitors(limits, listener)
     while True:
-        sockets = {sock.fileno(): sock for sock in [listener, *monitors.sockets()]}
-        poller = select.poll()
-        for fd in sockets:
-            poller.register(fd, select.POLLIN)
-        timeout = monitors.timeout()
-        ready = [sockets[fd] for fd, _ in poller.poll(None if timeout is None else timeout * 1000)]
+        ready = monitors.ready()
         for ours in ready:
             if ours is not listener:
                 monitors.heard(ours)
@@ -247,7 +256,7 @@ def serve(path: Path) -> None:
             op = request.get("op")
             if op == "spawn":
                 if not monitors.hand(conn, request):
-                    _spawn(conn, request, [listener, *monitors.sockets()], monitors)
+                    _spawn(conn, request, [listener, *monitors.inherited()], monitors)
             elif op == "ping":
                 _reply(conn, {"pid": os.getpid(), "waiting": [pid for _, pid, _ in monitors.idle]})
             elif op == "shutdown":
