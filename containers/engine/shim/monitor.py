@@ -261,8 +261,6 @@ class Monitor:
         # What the waiters heard at the end, for a wait that comes as the monitor finishes.
         self.result: dict[str, Any] | None = None
         self.done = False
-        # Whether this process may supervise another container once `run` returns (see server.py).
-        self.reusable = False
         self.log = LogWriter(Path(config.log_path), config.log_max_size, config.log_max_files)
 
     #
@@ -292,6 +290,13 @@ class Monitor:
             self.sel.close()
             os.close(wake_r)
             os.close(wake_w)
+
+    @property
+    def reusable(self) -> bool:
+        """Whether this process may supervise another container once `run` has returned (see server.py):
+        its container was removed at its exit, so nothing is left of it, and nobody knows this
+        process as its monitor any more."""
+        return self.removing
 
     def _run(self, conn: socket.socket, attach: dict[str, bool] | None, wake_r: int) -> None:
         self.sel.register(wake_r, selectors.EVENT_READ, self._on_signal)
@@ -339,8 +344,6 @@ class Monitor:
         path.unlink(missing_ok=True)
         if self.removing:
             self._release_removed()
-            # Nothing is left of the container, and nobody knows this process as its monitor any more.
-            self.reusable = True
 
     def _loop(self) -> None:
         while not (self.done and not any(c.out for c in self.clients)):
