@@ -11,12 +11,13 @@ directory, is exactly the one the new container would get, so the container is t
 have been; start then hands those three to the waiting program, which execs the process. Nothing
 else changes: `docker ps` never shows a standby, and an adopted one is an ordinary created container.
 
-On disk, `<containers root>/.standby/<id>` (the image and the monitor's pid, JSON) is there while
-the standby's monitor waits; its directory `<containers root>/<id>/` has no container.json until
-it is adopted. A standby lives `ttl` seconds, then its monitor releases it (one adopted by then
-stays a created container, started the usual way). Only starts asked to `keep_warm` (the Docker
-API's) leave them behind: `PER_IMAGE` of an image and settings, `MAXIMUM` in all. `release()` gives up those not
-adopted (before images are removed, as they hold their layers), `drain()` all of them (at shutdown).
+On disk, `<containers root>/.standby/<id>` (the image, the monitor's pid and the settings it is made
+for, JSON) is there while the standby's monitor waits; its directory `<containers root>/<id>/` has
+no container.json until it is adopted. A standby lives `ttl` seconds, then its monitor releases it
+(one adopted by then stays a created container, started the usual way). Only starts asked to
+`keep_warm` (the Docker API's) leave them behind: `PER_IMAGE` of an image and settings, `MAXIMUM` in
+all. `release()` gives up those not adopted (before images are removed, as they hold their layers),
+`drain()` all of them (at shutdown).
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ PER_IMAGE = 2
 
 @dataclass(frozen=True)
 class Standby:
-    """One index entry: the container's ID, the image it was made from, its waiting monitor."""
+    """One index entry: the container's ID, the image it was made from, its waiting monitor, and
+    what it was made for (the settings but for the process's own, as a digest: lifecycle's `_kind`)."""
 
     id: str
     image: str
     monitor_pid: int
+    kind: str = ""
 
 
 class Standbys:
