@@ -50,6 +50,12 @@ def _containers() -> Containers:
     return services.engine().containers
 
 
+def _record(request: Request) -> Record:
+    """Return the container the path names: the record its access rule checked (scoping.py), else read now."""
+    found = request.found.get("container")
+    return found if isinstance(found, Record) else _containers().get(request.params["id"])
+
+
 def _active(state: State) -> bool:
     return state.running or state.paused or state.restarting
 
@@ -302,7 +308,7 @@ def inspect(record: Record, state: State, log_path: str) -> dict[str, Any]:
 
 def inspect_container(request: Request) -> Reply:
     containers = _containers()
-    record = containers.get(request.params["id"])
+    record = _record(request)
     state = containers.state(record.id)
     return json_response(inspect(record, state, str(containers.log_path(record.id))))
 
@@ -314,7 +320,7 @@ def inspect_container(request: Request) -> Reply:
 
 def start_container(request: Request) -> Reply:
     containers = _containers()
-    record = containers.get(request.params["id"])
+    record = _record(request)
     if _active(containers.state(record.id)):
         return no_content(304)
     waiting = ACTIVITY.take_waiting(record.id)
@@ -392,7 +398,7 @@ def rename_container(request: Request) -> Reply:
 
 def resize_container(request: Request) -> Reply:
     containers = _containers()
-    record = containers.get(request.params["id"])
+    record = _record(request)
     try:
         containers.resize(record.id, request.int_arg("h", 0), request.int_arg("w", 0))
     except OSError:
@@ -467,7 +473,7 @@ def wait_container(request: Request) -> Reply:
     if condition not in _WAIT_CONDITIONS:
         raise ApiError(400, f"invalid condition: {condition!r}")
     containers = _containers()
-    record = containers.get(request.params["id"])
+    record = _record(request)
     since_ns = time.time_ns()
     seen = ACTIVITY.generation()
     initial = containers.state(record.id)
@@ -488,7 +494,7 @@ def wait_container(request: Request) -> Reply:
 
 def logs(request: Request) -> Reply:
     containers = _containers()
-    record = containers.get(request.params["id"])
+    record = _record(request)
     wanted = {name for name in ("stdout", "stderr") if request.flag(name)}
     if not wanted:
         raise ApiError(400, "Bad parameters: you must choose at least one stream")
@@ -562,7 +568,7 @@ def _replay(sock: socket.socket, log_path: Path, wanted: dict[str, bool], tty: b
 
 def attach(request: Request) -> Reply:
     containers = _containers()
-    record = containers.get(request.params["id"])
+    record = _record(request)
     tty = bool(record.config.get("Tty"))
     wanted = {
         "stdin": request.flag("stdin") and bool(record.config.get("OpenStdin")),

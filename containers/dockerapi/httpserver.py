@@ -74,6 +74,9 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
     # Who asks, as server.py found out; None only on the routes that need no one (/_ping, /version).
     principal: Principal | None = None
+    # What the route's access rule looked up to check the request (the container the path names),
+    # for its handler: read once, not twice.
+    found: dict[str, Any] = field(default_factory=dict)
 
     @property
     def body(self) -> bytes:

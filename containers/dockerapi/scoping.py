@@ -314,6 +314,8 @@ def container(
                     request.query[query] = [record.id]
                 else:
                     request.params["id"] = record.id
+            if not query:
+                request.found["container"] = record
             return handler(request)
 
         return _audited(attempt, run)
