@@ -17,6 +17,7 @@ from __future__ import annotations
 import pwd
 import socket
 import struct
+import time
 from dataclasses import replace
 
 from django.contrib.auth import get_user_model
@@ -28,6 +29,8 @@ from containers.permissions import Principal
 
 BEARER = "bearer."
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_NAME_TTL_S = 10.0
+_NAMES: dict[int, tuple[str, float]] = {}  # uid: (account name, when to look it up again)
 
 
 def bearer_token(request: Request) -> str:
@@ -54,9 +57,22 @@ def token_principal(request: Request) -> Principal | None:
 def unix_principal(sock: socket.socket) -> Principal:
     """Return the unix socket's principal: a site admin named after the peer's unix account."""
     _pid, uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    user = get_user_model()(username=_account_name(uid), is_superuser=True, is_staff=True, is_active=True)
+    return Principal(user, source=AuditSource.DOCKER)
+
+
+def _account_name(uid: int) -> str:
+    """Return the name of the unix account `uid`, as looked up at most `_NAME_TTL_S` ago.
+
+    Every request on the socket asks (five for a `docker run`), and a lookup reads the passwd
+    database through NSS; a renamed account is seen under its new name a few seconds later.
+    """
+    known = _NAMES.get(uid)
+    if known is not None and time.monotonic() < known[1]:
+        return known[0]
     try:
         name = pwd.getpwuid(uid).pw_name
     except KeyError:
         name = f"uid {uid}"
-    user = get_user_model()(username=name, is_superuser=True, is_staff=True, is_active=True)
-    return Principal(user, source=AuditSource.DOCKER)
+    _NAMES[uid] = (name, time.monotonic() + _NAME_TTL_S)
+    return name
