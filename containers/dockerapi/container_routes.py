@@ -229,6 +229,7 @@ def create_container(request: Request) -> Reply:
     # The network to join is NetworkMode's; endpoint settings come with the networking issue.
     body.pop("NetworkingConfig", None)
     record, write_row = services.create_engine_container(body, host_config, request.arg("name"))
+    request.found["container"] = record  # for the audit record (scoping.py), which names it
     # The dashboard's row: once a `docker run` of it has had its answers (gone by then, none).
     ACTIVITY.after_run(record.id, write_row, expect_attach=True)
     return json_response({"Id": record.id, "Warnings": []}, status=201)

@@ -75,7 +75,7 @@ class Request:
     # Who asks, as server.py found out; None only on the routes that need no one (/_ping, /version).
     principal: Principal | None = None
     # What the route's access rule looked up to check the request (the container the path names),
-    # for its handler: read once, not twice.
+    # for its handler, or what the handler made, for the rule's audit record: read once, not twice.
     found: dict[str, Any] = field(default_factory=dict)
 
     @property

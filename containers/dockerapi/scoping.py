@@ -390,8 +390,8 @@ def _create_container(request: Request, handler: Handler) -> Reply:
         _name_free(principal, name)
         request.stream = io.BytesIO(json.dumps(body).encode())
         reply = handler(request)
-        if isinstance(reply, Response) and reply.status == 201:
-            created = services.engine().containers.get(json.loads(reply.body)["Id"])
+        created = request.found.get("container")
+        if isinstance(reply, Response) and reply.status == 201 and isinstance(created, Record):
             attempt.target = Target("container", created.id, created.name)
         return reply
 
