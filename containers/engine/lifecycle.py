@@ -494,6 +494,9 @@ class Containers:
         """Start the container with a new monitor."""
         directory = self._dir(record.id)
         rootfs = directory / "rootfs"
+        # The last run's status goes first: a reconcile takes the rootfs of a container without one
+        # for a start's, not a stopped container's to release (`_release_orphans`).
+        (directory / "monitor.json").unlink(missing_ok=True)
         if not is_mounted(rootfs):
             mount_all(self.snapshotter.mounts(record.id), rootfs)
         try:
@@ -501,7 +504,6 @@ class Containers:
             spec = self._spec(record, str(rootfs))
             (directory / "config.json").write_text(json.dumps(spec))
             (directory / MANUAL_STOP).unlink(missing_ok=True)
-            (directory / "monitor.json").unlink(missing_ok=True)
             return self.shim.spawn(self._monitor_config(record), attach)
         except BaseException:
             unmount(rootfs)
@@ -898,7 +900,9 @@ class Containers:
         running = {r.id for r in self._records() if self.state(r.id).running or self.state(r.id).restarting}
         running |= {standby.id for standby in self.standbys.all()}
         for record in self._records():
-            if record.id in running:
+            # One without a status was never started, or is being started: its rootfs mounted, its
+            # monitor not up yet (unmounted, the process would find an empty directory).
+            if record.id in running or self._monitor(record.id) is None:
                 continue
             rootfs = self._dir(record.id) / "rootfs"
             if is_mounted(rootfs):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from containers.engine import events
+from containers.engine import events, lifecycle
 from containers.engine.engine import Engine
 from containers.engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from containers.engine.lifecycle import Record
@@ -332,6 +332,26 @@ def test_reconcile_recovers_a_container_whose_monitor_died(engine: Engine) -> No
     state = engine.containers.state(record.id)
     assert state.running and state.pid != monitor["pid"]
     assert process_start_time(monitor["pid"]) is None, "the unsupervised process must be gone (or a zombie)"
+
+
+def test_a_reconcile_as_a_start_mounts_the_rootfs_leaves_it_to_that_start(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node agent reconciles as it starts, which may be while a `docker run` starts its container:
+    a rootfs mounted for a start whose monitor is not up yet is no orphan's. It was unmounted, and
+    the process was not found in the empty directory left (exit 127)."""
+    mount_all = lifecycle.mount_all
+
+    def then_reconcile(*args: object, **kwargs: object) -> None:
+        mount_all(*args, **kwargs)  # type: ignore[arg-type]
+        engine.containers.reconcile()
+
+    monkeypatch.setattr(lifecycle, "mount_all", then_reconcile)
+    record, code, out = run(engine, ["echo", "hello"])
+    assert (code, out) == (0, "hello\n"), "a new container"
+    engine.containers.start(record.id)
+    assert engine.containers.wait(record.id, timeout=20).exit_code == 0
+    assert output(engine, record.id) == "hello\nhello\n", "an exited one started again"
 
 
 def test_every_change_is_an_event_in_dockers_words(engine: Engine) -> None:
