@@ -451,7 +451,9 @@ def _wait_for(
                 break
             continue
         last = state
-        if condition == "not-running" or (condition == "next-exit" and _snapshot(state) != _snapshot(initial)):
+        # "created" is no exit: a start reads so between the last run's status and its monitor's first.
+        exited = state.status != "created" and _snapshot(state) != _snapshot(initial)
+        if condition == "not-running" or (condition == "next-exit" and exited):
             ACTIVITY.wait_pipes(container_id, _PIPES_GRACE_S)
             return {"StatusCode": state.exit_code, "Error": {"Message": state.error} if state.error else None}
         seen = ACTIVITY.wait_change(seen, 0.25)
