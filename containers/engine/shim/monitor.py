@@ -99,6 +99,12 @@ class Config:
     standby: bool = False
     standby_ttl: float = 0.0
 
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> Config:
+        """Return the config a request carries; keys this version does not know are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
 
 def _now() -> str:
     return format_time(time.time_ns())
@@ -463,8 +469,7 @@ class Monitor:
 
     def _go(self, request: dict[str, Any]) -> None:
         """Become the monitor of the container `request` describes, and start its process."""
-        known = {f.name for f in fields(Config)}
-        self.config = Config(**{k: v for k, v in request["config"].items() if k in known})
+        self.config = Config.of(request["config"])
         self.log = LogWriter(Path(self.config.log_path), self.config.log_max_size, self.config.log_max_files)
         (self.dir.parent / STANDBY_INDEX / self.config.id).unlink(missing_ok=True)
 

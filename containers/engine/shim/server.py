@@ -27,7 +27,6 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +182,7 @@ def _supervise(conn: socket.socket, request: dict[str, Any], theirs: socket.sock
     next on `theirs`, while each was removed at its exit and left nothing behind (see IDLE_MAX)."""
     held = _open_descriptors() - {conn.fileno()}
     for served in range(1, SERVES_MAX + 1):
-        known = {f.name for f in fields(Config)}
-        monitor = Monitor(Config(**{k: v for k, v in request["config"].items() if k in known}))
+        monitor = Monitor(Config.of(request["config"]))
         monitor.run(conn, request.get("attach"))
         reusable = monitor.reusable
         del monitor
