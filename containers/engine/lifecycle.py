@@ -856,7 +856,7 @@ class Containers:
         (killed here, as nothing owns its stdio any more) or already gone (after a reboot); then
         the container is marked exited, its mounts, network namespace and cgroup are released,
         and `always` / `unless-stopped` (unless stopped by hand) start it again. Mounts and
-        cgroups that belong to no running container are removed.
+        cgroups that belong to no running container, nor to one being started, are removed.
         """
         done = []
         for record in self._records():
@@ -897,9 +897,10 @@ class Containers:
 
     def _release_orphans(self) -> list[str]:
         done = []
-        running = {r.id for r in self._records() if self.state(r.id).running or self.state(r.id).restarting}
+        records = self._records()
+        running = {r.id for r in records if (state := self.state(r.id)).running or state.restarting}
         running |= {standby.id for standby in self.standbys.all()}
-        for record in self._records():
+        for record in records:
             # One without a status was never started, or is being started: its rootfs mounted, its
             # monitor not up yet (unmounted, the process would find an empty directory).
             if record.id in running or self._monitor(record.id) is None:
