@@ -192,8 +192,9 @@ def test_a_container_seen_exited_is_released_and_starts_again_at_once(engine: En
     rootfs = engine.config.containers_root / record.id / "rootfs"
     for _ in range(10):
         engine.containers.start(record.id)
-        while engine.containers.state(record.id).status != "exited":
-            pass  # as fast as a poll can see it
+        deadline = time.monotonic() + 20
+        while engine.containers.state(record.id).status != "exited":  # as fast as a poll can see it
+            assert time.monotonic() < deadline, "`true` never seen exited"
         with open("/proc/self/mounts") as f:
             assert not any(line.split()[1] == str(rootfs) for line in f), "exited, but its rootfs still mounted"
     engine.containers.remove(record.id)
