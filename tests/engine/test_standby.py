@@ -8,6 +8,7 @@ adopted, the errors a start can still meet, and that a standby given up leaves n
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import threading
@@ -87,6 +88,21 @@ def test_a_create_adopts_the_standby_and_its_process_sees_what_a_new_container_w
         "uid=1000 gid=1000 groups=1000", "/made/here", *cold_out.splitlines()[5:],
     ], "the same user, new working directory, capabilities and confinement as a container made on the spot"
     assert engine.containers.state(warm.id).status == "exited"
+
+
+def test_an_adopted_container_has_the_spec_it_would_have_been_made_with(engine: Engine) -> None:
+    settings = {"Env": ["FOO=first"], "User": "1000:1000", "Labels": {"a": "b"}}
+    _run(engine, _config(["true"], **settings), {"Memory": 64 << 20}, keep_warm=True)
+    ids = {s.id for s in _standbys(engine)}
+    other = {"Env": ["FOO=second", "HOME=/elsewhere"], "WorkingDir": "/w", "Labels": {"c": "d"}}
+    record = engine.containers.create(_config(["sh", "-c", "exit 7"], **{**settings, **other}), {"Memory": 64 << 20})
+    assert record.id in ids, "the create took a standby"
+    directory = engine.config.containers_root / record.id
+    adopted = json.loads((directory / "config.json").read_text())
+    made_now = engine.containers._spec(record, str(directory / "rootfs"))
+    assert adopted == made_now, "the spec it would have been made with, not the standby's"
+    assert adopted["process"]["args"] == ["sh", "-c", "exit 7"] and "HOME=/elsewhere" in adopted["process"]["env"]
+    engine.containers.remove(record.id)
 
 
 def test_what_waits_in_a_standby_is_the_small_init_program_not_an_interpreter(engine: Engine) -> None:
