@@ -457,11 +457,12 @@ def _wait_for(
             ACTIVITY.wait_pipes(container_id, _PIPES_GRACE_S)
             return {"StatusCode": state.exit_code, "Error": {"Message": state.error} if state.error else None}
         seen = ACTIVITY.wait_change(seen, 0.25)
-    # Gone (removed, or auto-removed at its exit): the exit code is what its pipe or the event log saw.
-    ACTIVITY.wait_pipes(container_id, _PIPES_GRACE_S)
-    code = ACTIVITY.exit_code(container_id)
-    if code is None and ended is not None:
-        code = ended.exit_code
+    # Gone (removed, or auto-removed at its exit): the exit code is what its monitor told this wait,
+    # else what its pipe or the event log saw.
+    code = None if ended is None else ended.exit_code
+    if code is None:
+        ACTIVITY.wait_pipes(container_id, _PIPES_GRACE_S)
+        code = ACTIVITY.exit_code(container_id)
     # The monitor logs `die` just after it removes an auto-removed container: give it a moment.
     deadline = time.monotonic() + (1.0 if ran else 0.0)
     while code is None and time.monotonic() < deadline:
