@@ -12,12 +12,12 @@ have been; start then hands those three to the waiting program, which execs the 
 else changes: `docker ps` never shows a standby, and an adopted one is an ordinary created container.
 
 On disk, `<containers root>/.standby/<id>` (the image, the monitor's pid and the settings it is made
-for, JSON) is there while the standby's monitor waits; its directory `<containers root>/<id>/` has
-no container.json until it is adopted. A standby lives `ttl` seconds, then its monitor releases it
-(one adopted by then stays a created container, started the usual way). Only starts asked to
-`keep_warm` (the Docker API's) leave them behind: `PER_IMAGE` of an image and settings, `MAXIMUM` in
-all. `release()` gives up those not adopted (before images are removed, as they hold their layers),
-`drain()` all of them (at shutdown).
+for, JSON) is there while the standby's monitor waits, and until it has answered the `go`; its
+directory `<containers root>/<id>/` has no container.json until it is adopted. A standby lives
+`ttl` seconds, then its monitor releases it (one adopted by then stays a created container, started
+the usual way). Only starts asked to `keep_warm` (the Docker API's) leave them behind: `PER_IMAGE`
+of an image and settings, `MAXIMUM` in all. `release()` gives up those not adopted (before images
+are removed, as they hold their layers), `drain()` all of them (at shutdown).
 """
 
 from __future__ import annotations

@@ -313,18 +313,21 @@ class Monitor:
             listener.bind(name)
         os.chmod(path, 0o600)
         listener.listen(64)
-        if self.config.standby:
+        standby = self.config.standby
+        if standby:
             go = self._stand_by(conn, listener, wake_r)
             if go is None:
                 return
             conn, request = go
             attach = request.get("attach")
         try:
-            if self.config.standby:
+            if standby:
                 self._go(request)
             else:
                 self._start_container()
         except StartError as err:
+            if standby:
+                self._drop_standby_entry()
             self.status.status, self.status.error, self.status.exit_code = "exited", str(err), err.exit_code
             self._save()
             # Released (and with --rm removed) before the caller hears of it, as after an exit.
@@ -336,6 +339,10 @@ class Monitor:
             return
         self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
         _reply(conn, {"pid": self.status.pid, "monitor_pid": os.getpid(), "tty": self.config.tty})
+        if standby:
+            # After the answer, which need not wait for it (0.2 ms here); before the loop, which
+            # answers an abort that came meanwhile: whoever hears that this is no standby finds no entry.
+            self._drop_standby_entry()
         if attach:
             self._attach_client(conn, attach)
         else:
@@ -471,7 +478,6 @@ class Monitor:
         """Become the monitor of the container `request` describes, and start its process."""
         self.config = Config.of(request["config"])
         self.log = LogWriter(Path(self.config.log_path), self.config.log_max_size, self.config.log_max_files)
-        (self.dir.parent / STANDBY_INDEX / self.config.id).unlink(missing_ok=True)
 
         def start() -> dict[str, Any]:
             cast(NativeRuntime, self.runtime).start(self.config.id, request["process"])
@@ -482,6 +488,9 @@ class Monitor:
             self._abandon()
             raise StartError(answer["error"], answer["exit_code"])
         self._running()
+
+    def _drop_standby_entry(self) -> None:
+        (self.dir.parent / STANDBY_INDEX / self.config.id).unlink(missing_ok=True)
 
     def _abandon(self) -> None:
         """Let go of a container whose process never ran: its output pipes and its runtime state."""
@@ -502,7 +511,7 @@ class Monitor:
         self._abandon()
         with open(self.dir.parent / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            (self.dir.parent / STANDBY_INDEX / self.config.id).unlink(missing_ok=True)
+            self._drop_standby_entry()
             adopted = (self.dir / "container.json").exists()
             self.config.auto_remove = not adopted
             self._release()
