@@ -260,26 +260,23 @@ class Containers:
         command = [*(merged["Entrypoint"] or []), *(merged["Cmd"] or [])]
         if not command:
             raise InvalidArgument("no command specified")
-        parent = self.images.unpack(image)
+        record = Record(
+            id="", name="", created=_now(), image=image.id, image_ref=config.get("Image") or image.id,
+            path=command[0], args=command[1:], config=merged, host_config=host_config,
+        )  # fmt: skip
         with self._locked():
-            taken = {record.name: record.id for record in self._records()}
-            wanted = _check_name(name) if name else self._generate_name(taken)
-            if wanted in taken:
-                raise AlreadyExists(
-                    f'Conflict. The container name "/{wanted}" is already in use by container "{taken[wanted]}". '
-                    "You have to remove (or rename) that container to be able to reuse that name."
-                )
-            record = Record(
-                id="", name=wanted, created=_now(), image=image.id, image_ref=config.get("Image") or image.id,
-                path=command[0], args=command[1:], config=merged, host_config=host_config,
-            )  # fmt: skip
+            record.name = self._free_name(name)
             adopted = self._adopt(record, config.get("Hostname") or "")
             if adopted is not None:
                 record, spec = adopted
                 # Its spec as start hands it over (`_go`): what the adoption derived, not derived again.
                 (self._dir(record.id) / "config.json").write_text(json.dumps(spec))
                 self._save(record)
-            else:
+        if adopted is None:
+            # With the lock let go: an image's first run unpacks its layers, which takes a while.
+            parent = self.images.unpack(image)
+            with self._locked():
+                record.name = self._free_name(name)  # again: another create may have taken it meanwhile
                 record.id = secrets.token_hex(32)
                 merged["Hostname"] = config.get("Hostname") or record.id[:12]
                 directory = self._dir(record.id)
@@ -295,6 +292,17 @@ class Containers:
         attributes = {**(merged.get("Labels") or {}), "name": record.name, "image": record.image_ref}
         events.append(self.config.root, "create", record.id, **attributes)
         return record
+
+    def _free_name(self, name: str) -> str:
+        """Return `name`, or a generated one for "", if no container has it (the containers' lock held)."""
+        taken = {record.name: record.id for record in self._records()}
+        wanted = _check_name(name) if name else self._generate_name(taken)
+        if wanted in taken:
+            raise AlreadyExists(
+                f'Conflict. The container name "/{wanted}" is already in use by container "{taken[wanted]}". '
+                "You have to remove (or rename) that container to be able to reuse that name."
+            )
+        return wanted
 
     @staticmethod
     def _generate_name(taken: Mapping[str, str]) -> str:
