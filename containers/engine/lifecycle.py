@@ -344,7 +344,9 @@ class Containers:
             own = oci.build_spec(candidate.id, *_own_parts(candidate, user))
         except (OSError, ValueError, EngineError):
             return None
-        spec["process"].update({field: own["process"][field] for field in ("args", "env", "cwd")})
+        # What the standby's init applied already, and what `go` brings it (the runtime's deferred fields).
+        deferred = {key: value for key, value in own["process"].items() if key in oci.DEFERRED_PROCESS_FIELDS}
+        spec["process"] = {**oci.process_identity(spec["process"]), **deferred}
         spec["annotations"] = own["annotations"]
         return candidate, spec
 
